@@ -1,0 +1,46 @@
+# The external-secrets operator. `make run` and `make test` are the two commands a newcomer needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KUBECONFIG_ENVTEST ?= $(CURDIR)/.envtest/kubeconfig
+
+.PHONY: all venv test test-unit test-integration test-e2e lint fmt typecheck bench run manifests bundle verify docker-build clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,lint]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## test: unit and integration tests (the in-process API server); needs nothing but Python.
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/integration
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+test-integration: $(STAMP)
+	$(PY) -m pytest -q tests/integration
+
+## test-e2e: against the cluster in KUBECONFIG.
+test-e2e: $(STAMP)
+	USE_EXISTING_CLUSTER=true $(PY) -m pytest -q tests/e2e tests/integration
+
+lint: $(STAMP)
+	$(PY) -m ruff check api controller tests hack
+	$(PY) -m mypy
+
+fmt: $(STAMP)
+	$(PY) -m ruff format api controller tests hack
+	$(PY) -m ruff check --fix api controller tests hack
+
+bench: $(STAMP)
+	$(PY) -m hack.bench
+
+clean:
+	rm -rf $(VENV) .envtest build dist *.egg-info
