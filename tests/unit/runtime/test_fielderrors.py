@@ -3,7 +3,9 @@ from controller.runtime import fielderrors as fe
 
 def test_invalid_value_message_matches_apimachinery() -> None:
     err = fe.invalid("spec.ingress[0].ports[0].port", 70000, "must be between 1 and 65535, inclusive")
-    assert err.message() == "spec.ingress[0].ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive"
+    assert (
+        err.message() == "spec.ingress[0].ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive"
+    )
 
 
 def test_unsupported_value_lists_supported_values_quoted() -> None:
