@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import ssl
+import tempfile
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ log = structlog.get_logger(__name__)
 
 HealthCheck = Callable[[], Awaitable[bool] | bool]
 
+# controller-runtime's default metrics CertDir: mount a serving-cert Secret here and no flag is needed.
+DEFAULT_CERT_DIR = Path(tempfile.gettempdir()) / "k8s-metrics-server" / "serving-certs"
 CHECK_TIMEOUT = 5.0
 SHUTDOWN_TIMEOUT = 5.0
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -233,9 +236,10 @@ class _HTTPServer:
 class MetricsServer(_HTTPServer):
     """``/metrics`` from the runtime's registry, over plain HTTP or over TLS behind the auth filter.
 
-    TLS material, in order: ``cert_file``/``key_file``; else ``tls.crt``/``tls.key`` in ``cert_dir``; else a
-    generated self-signed certificate. Files are watched and reloaded when they change; with ``cert_dir`` the
-    self-signed certificate is replaced as soon as the files appear (an optional Secret volume filled later).
+    TLS material, in order: ``cert_file``/``key_file``; else ``tls.crt``/``tls.key`` in ``cert_dir`` (default
+    controller-runtime's ``$TMPDIR/k8s-metrics-server/serving-certs``); else a generated self-signed
+    certificate. Files are watched and reloaded when they change; the self-signed certificate is replaced as
+    soon as files appear in ``cert_dir`` (an optional Secret volume that is filled later).
     """
 
     kind = "metrics"
@@ -264,6 +268,8 @@ class MetricsServer(_HTTPServer):
         self.registry = registry
         self.cert_file = Path(cert_file) if cert_file is not None else None
         self.key_file = Path(key_file) if key_file is not None else None
+        if cert_dir is None and secure and cert_file is None:
+            cert_dir = DEFAULT_CERT_DIR
         self.cert_dir = Path(cert_dir) if cert_dir is not None else None
         self.cert_poll_interval = cert_poll_interval
         self.auth_filter = auth_filter or (AuthFilter(client) if secure and client is not None else None)
@@ -301,18 +307,20 @@ class MetricsServer(_HTTPServer):
             self.cert_watcher = certs.CertWatcher(self.cert_file, self.key_file, poll_interval=self.cert_poll_interval)
             log.info("metrics serving certificate from files", cert_file=str(self.cert_file))
             return self.cert_watcher.context
-        hosts = [self.address.host] if self.address is not None and self.address.host else []
-        fallback = certs.server_context_from_pair(certs.generate_self_signed_cert(hosts))
-        if self.cert_dir is not None:
-            self.cert_watcher = certs.CertWatcher(
-                self.cert_dir / certs.CERT_NAME,
-                self.cert_dir / certs.KEY_NAME,
-                poll_interval=self.cert_poll_interval,
-                fallback=fallback,
-            )
-            return self.cert_watcher.context
-        log.info("metrics serving certificate is self-signed; give cert_file/key_file or cert_dir to use your own")
-        return fallback
+        cert_dir = self.cert_dir or DEFAULT_CERT_DIR
+        cert_path, key_path = cert_dir / certs.CERT_NAME, cert_dir / certs.KEY_NAME
+        fallback = None
+        if not (cert_path.exists() and key_path.exists()):
+            hosts = [self.address.host] if self.address is not None and self.address.host else []
+            fallback = certs.server_context_from_pair(certs.generate_self_signed_cert(hosts))
+        self.cert_watcher = certs.CertWatcher(
+            cert_path, key_path, poll_interval=self.cert_poll_interval, fallback=fallback
+        )
+        if fallback is not None:
+            log.info("metrics serving certificate is self-signed until files appear", cert_dir=str(cert_dir))
+        else:
+            log.info("metrics serving certificate from files", cert_file=str(cert_path))
+        return self.cert_watcher.context
 
     def _background(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
         return [self.cert_watcher.run] if self.cert_watcher is not None else []

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -204,8 +205,8 @@ async def test_secure_metrics_answer_401_403_200_and_500(backend: FakeReviews) -
         assert (await fetch(server.url + "/metrics", "new-token"))[:2] == (500, "Authentication failed\n")
 
 
-async def test_secure_metrics_self_sign_for_localhost(backend: FakeReviews) -> None:
-    server = MetricsServer("127.0.0.1:0", secure=True, client=backend)
+async def test_secure_metrics_self_sign_for_localhost(backend: FakeReviews, tmp_path: Path) -> None:
+    server = MetricsServer("127.0.0.1:0", secure=True, client=backend, cert_dir=tmp_path / "empty")
     async with running(server):
         assert server.port is not None
         cert = await served_cert(server.port)
@@ -239,6 +240,12 @@ async def test_secure_metrics_switch_from_self_signed_when_cert_dir_gets_files(
         certs.write_cert_pair(certs.generate_serving_cert(certs.generate_ca(), ["mounted.example"]), tmp_path)
         await eventually(lambda: server.cert_watcher is not None and server.cert_watcher.using_files)
         assert (await served_cert(server.port)).subject.rfc4514_string() == "CN=mounted.example"
+
+
+def test_secure_metrics_look_in_controller_runtimes_default_cert_dir() -> None:
+    server = MetricsServer(":8443", secure=True, client=FakeReviews())
+    assert server.cert_dir == Path(tempfile.gettempdir()) / "k8s-metrics-server" / "serving-certs"
+    assert MetricsServer(":8080").cert_dir is None
 
 
 def test_metrics_server_option_errors() -> None:
