@@ -618,9 +618,9 @@ def _drop_empty_parents(obj: Any, path: Path, owned: set[Path], types: _Types) -
 def update_managed_fields(
     old: Mapping[str, Any] | None,
     new: dict[str, Any],
-    *,
     manager: str,
     operation: str = "Update",
+    *,
     api_version: str = "",
     subresource: str = "",
     schema: Mapping[str, Any] | None = None,

@@ -218,3 +218,11 @@ def test_fields_v1_round_trip_and_metadata_is_stripped() -> None:
     encoded = paths_to_fields_v1(paths | {("f:metadata", "f:labels")})
     assert encoded == {"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {".": {}, "f:l": {}}}}
     assert fields_v1_to_paths(encoded) == paths | {("f:metadata", "f:labels")}
+
+
+def test_update_managed_fields_accepts_manager_and_operation_positionally() -> None:
+    old = configmap({"a": "1"})
+    new = configmap({"a": "2"})
+    update_managed_fields(old, new, "controller", "Update")
+    assert entries(new) == {("controller", "Update"): {"f:data": {"f:a": {}}}}
+    assert new["metadata"]["managedFields"][0]["apiVersion"] == "v1"
