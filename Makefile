@@ -39,6 +39,10 @@ fmt: $(STAMP)
 	$(PY) -m ruff format api controller tests hack
 	$(PY) -m ruff check --fix api controller tests hack
 
+## manifests: regenerate config/crd/bases from the API models (api/v1alpha1); `hack/gen_crd.py --check` verifies.
+manifests: $(STAMP)
+	$(PY) hack/gen_crd.py
+
 bench: $(STAMP)
 	$(PY) -m hack.bench
 

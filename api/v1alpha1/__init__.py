@@ -1,0 +1,53 @@
+"""operator.openshift.io/v1alpha1: the ExternalSecretsConfig API (pydantic models, source of the CRD)."""
+
+from api.v1alpha1.externalsecretsconfig import (
+    BITWARDEN_SDK_SERVER,
+    CORE_CONTROLLER,
+    AppConfig,
+    BitwardenSecretManagerProvider,
+    CertManagerConfig,
+    CertProvider,
+    ComponentName,
+    ControllerConfig,
+    ExternalSecretsConfig,
+    ExternalSecretsConfigSpec,
+    ExternalSecretsConfigStatus,
+    IssuerRef,
+    Mode,
+    NetworkPolicy,
+    Plugins,
+    Proxy,
+    SecretReference,
+)
+from api.v1alpha1.groupversion import API_VERSION, GROUP, KIND, PLURAL, SINGLETON_NAME, VERSION
+from api.v1alpha1.networking import IPBlock, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort
+
+__all__ = [
+    "API_VERSION",
+    "BITWARDEN_SDK_SERVER",
+    "CORE_CONTROLLER",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "SINGLETON_NAME",
+    "VERSION",
+    "AppConfig",
+    "BitwardenSecretManagerProvider",
+    "CertManagerConfig",
+    "CertProvider",
+    "ComponentName",
+    "ControllerConfig",
+    "ExternalSecretsConfig",
+    "ExternalSecretsConfigSpec",
+    "ExternalSecretsConfigStatus",
+    "IPBlock",
+    "IssuerRef",
+    "Mode",
+    "NetworkPolicy",
+    "NetworkPolicyEgressRule",
+    "NetworkPolicyPeer",
+    "NetworkPolicyPort",
+    "Plugins",
+    "Proxy",
+    "SecretReference",
+]
