@@ -63,6 +63,8 @@ class CertManagerConfig(
             {
                 "rule": "self.mode != 'Enabled' || has(self.issuerRef)",
                 "message": "issuerRef is required when mode is Enabled",
+                "fieldPath": ".issuerRef",
+                "reason": "FieldValueRequired",
             }
         ]
     },

@@ -38,10 +38,15 @@ class IPBlock(
     ApiModel,
     json_schema_extra={
         "x-kubernetes-validations": [
-            {"rule": "isCIDR(self.cidr)", "message": "cidr must be a valid CIDR, e.g. 10.0.0.0/16 or 2001:db8::/64"},
+            {
+                "rule": "isCIDR(self.cidr)",
+                "message": "cidr must be a valid CIDR, e.g. 10.0.0.0/16 or 2001:db8::/64",
+                "fieldPath": ".cidr",
+            },
             {
                 "rule": "!has(self.except) || self.except.all(e, isCIDR(e))",
                 "message": "every entry of except must be a valid CIDR, e.g. 10.0.1.0/24",
+                "fieldPath": ".except",
             },
         ]
     },

@@ -231,3 +231,59 @@ def test_invalid_specs_are_rejected_naming_the_field(spec: dict[str, Any], fragm
 def test_a_244_character_name_is_accepted() -> None:
     spec = ExternalSecretsConfigSpec.model_validate({"controllerConfig": {"networkPolicies": [_entry(name="a" * 244)]}})
     assert len("eso-user-" + spec.network_policies[0].name) == 253
+
+
+def _server_errors(spec: dict[str, Any], name: str = "cluster") -> list[str]:
+    """What the API server's structural schema + CEL validation says about an object (envtest's validator)."""
+    from controller.runtime.envtest import schema as server_schema
+
+    obj = {"apiVersion": "operator.openshift.io/v1alpha1", "kind": "ExternalSecretsConfig", "metadata": {"name": name}}
+    return [e.message() for e in server_schema.validate(structural_schema(), {**obj, "spec": spec})]
+
+
+@pytest.mark.parametrize(
+    ("spec", "name", "expected"),
+    [
+        ({}, "other", "must be 'cluster'"),
+        (
+            {"controllerConfig": {"networkPolicies": [_entry(component="Webhook")]}},
+            "cluster",
+            'spec.controllerConfig.networkPolicies[0].componentName: Unsupported value: "Webhook"',
+        ),
+        (
+            {"controllerConfig": {"networkPolicies": [_entry(name="a" * 245)]}},
+            "cluster",
+            "spec.controllerConfig.networkPolicies[0].name: Too long",
+        ),
+        (
+            {"controllerConfig": {"networkPolicies": [_entry(), _entry()]}},
+            "cluster",
+            "spec.controllerConfig.networkPolicies[1]: Duplicate value",
+        ),
+        (
+            {"controllerConfig": {"networkPolicies": [_entry(name=f"e{i}") for i in range(51)]}},
+            "cluster",
+            "spec.controllerConfig.networkPolicies: Too many: 51",
+        ),
+        (
+            {
+                "controllerConfig": {
+                    "networkPolicies": [{**_entry(), "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]}]
+                }
+            },
+            "cluster",
+            "spec.controllerConfig.networkPolicies[0].egress[0].to[0].ipBlock.cidr: Invalid value",
+        ),
+        (
+            {"controllerConfig": {"certProvider": {"certManager": {"mode": "Enabled"}}}},
+            "cluster",
+            "spec.controllerConfig.certProvider.certManager.issuerRef: Required value",
+        ),
+    ],
+)
+def test_crd_schema_rejects_invalid_objects_naming_the_field(spec: dict[str, Any], name: str, expected: str) -> None:
+    assert any(expected in message for message in _server_errors(spec, name)), _server_errors(spec, name)
+
+
+def test_crd_schema_accepts_the_sample() -> None:
+    assert _server_errors(SAMPLE["spec"]) == []  # type: ignore[arg-type]
