@@ -6,6 +6,8 @@ user's own objects.
 
 from __future__ import annotations
 
+from typing import Any
+
 from controller.externalsecrets import constants as c
 from controller.externalsecrets.networkpolicies import Problem
 from controller.externalsecrets.parts import PartContext, PartResult
@@ -21,9 +23,7 @@ class NamespacePart:
         ns = ctx.env.operand_namespace
         result = PartResult(self.name)
         try:
-            live = await ctx.client.get(NAMESPACES, ns)
-        except errors.NotFound:
-            live = None
+            live = await _read(ctx, ns)
         except errors.ApiError as err:
             return _failed(result, ns, err)
         try:
@@ -54,6 +54,18 @@ class NamespacePart:
         except errors.ApiError as err:
             return _failed(result, ns, err)
         return result
+
+
+async def _read(ctx: PartContext, ns: str) -> dict[str, Any] | None:
+    """From the cache when it holds the namespace, else a direct GET (the cache may not watch namespaces)."""
+    try:
+        return await ctx.cache.get(NAMESPACES, ns)
+    except errors.NotFound:
+        pass
+    try:
+        return await ctx.client.get(NAMESPACES, ns)
+    except errors.NotFound:
+        return None
 
 
 def _failed(result: PartResult, ns: str, err: errors.ApiError) -> PartResult:
