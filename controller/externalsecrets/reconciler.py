@@ -27,7 +27,7 @@ from controller.externalsecrets.environment import Environment
 from controller.externalsecrets.networkpolicies import Problem
 from controller.externalsecrets.parts import EventSink, Part, PartContext, PartResult, Reader, Stage
 from controller.externalsecrets.parts.namespace import NamespacePart
-from controller.externalsecrets.parts.networkpolicies import NetworkPoliciesPart, Validator
+from controller.externalsecrets.parts.networkpolicies import NetworkPoliciesPart, Validator, upstream_validator
 from controller.externalsecrets.platform import api_server_ports
 from controller.externalsecrets.resources import EXTERNALSECRETSCONFIGS
 from controller.externalsecrets.spec import parse_spec
@@ -60,7 +60,7 @@ class Outcome:
     requeue_after: float | None = None
 
 
-def default_stages(validator: Validator | None = None) -> list[Stage]:
+def default_stages(validator: Validator | None = upstream_validator) -> list[Stage]:
     """The namespace first, then everything that lives in it (issue 6 adds its parts to the second stage)."""
     return [Stage([NamespacePart()]), Stage([NetworkPoliciesPart(validator)])]
 

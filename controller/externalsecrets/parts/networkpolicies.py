@@ -27,6 +27,7 @@ from controller.externalsecrets.networkpolicies import (
 )
 from controller.externalsecrets.parts import PartContext, PartResult
 from controller.externalsecrets.parts.events import emit
+from controller.netpol.validation import validate_network_policy
 from controller.runtime import errors
 from controller.runtime.ownership import AlreadyOwnedError, get_controller_of, is_controlled_by, owner_reference
 from controller.runtime.resources import NETWORKPOLICIES
@@ -37,6 +38,12 @@ Validator = Callable[[JSON], list[str]]
 """Returns the upstream validation errors of a NetworkPolicy (empty when valid)."""
 
 MAX_WRITE_ATTEMPTS = 5
+
+
+def upstream_validator(policy: JSON) -> list[str]:
+    """The API server's own NetworkPolicy rules (port ranges, CIDRs and their excepts, selectors), checked
+    before writing so an entry the CRD let through is reported with the server's words, without a request."""
+    return [err.message() for err in validate_network_policy(policy)]
 
 
 def owner_ref(esc: Mapping[str, Any]) -> JSON:
@@ -85,7 +92,7 @@ class NetworkPoliciesPart:
 
     name = "networkpolicies"
 
-    def __init__(self, validator: Validator | None = None) -> None:
+    def __init__(self, validator: Validator | None = upstream_validator) -> None:
         self._validate = validator
 
     async def reconcile(self, ctx: PartContext) -> PartResult:

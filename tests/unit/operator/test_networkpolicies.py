@@ -331,3 +331,35 @@ def test_any_spec_edit_is_drift(edit: Any) -> None:
     live = copy.deepcopy(desired)
     edit(live["spec"])
     assert not np.spec_matches(desired, live)
+
+
+@pytest.mark.parametrize("platform", ["openshift", "kubernetes"])
+def test_every_generated_policy_passes_upstream_validation(platform: str) -> None:
+    from controller.netpol.validation import validate_network_policy
+
+    spec = {
+        "plugins": {"bitwardenSecretManagerProvider": {"mode": "Enabled"}},
+        "appConfig": {"proxy": {"httpProxy": "http://p:3128", "httpsProxy": "https://p"}},
+        "controllerConfig": {
+            "networkPolicies": [
+                {
+                    "name": "a" * 244,
+                    "componentName": "ExternalSecretsCoreController",
+                    "egress": [
+                        {
+                            "to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}],
+                            "ports": [{"port": "https"}],
+                        }
+                    ],
+                }
+            ]
+        },
+    }
+    env = Environment(platform=platform).with_api_server_ports((443, 6443))  # type: ignore[arg-type]
+    for no_cert_manager in (True, False):
+        if not no_cert_manager:
+            spec["controllerConfig"]["certProvider"] = {"certManager": {"mode": "Enabled", "issuerRef": {"name": "x"}}}  # type: ignore[index]
+        desired = np.desired_network_policies(ExternalSecretsConfigSpec.model_validate(spec), env, OWNER)
+        assert len(desired.policies) == (9 if no_cert_manager else 8)
+        for policy in desired.policies:
+            assert [e.message() for e in validate_network_policy(policy)] == [], policy["metadata"]["name"]

@@ -201,17 +201,18 @@ async def test_user_entries_renamed_and_removed() -> None:
 
 
 async def test_rejected_user_rule_degrades_naming_the_entry_while_others_apply() -> None:
-    bad = {"name": "bad", "componentName": "ExternalSecretsCoreController", "egress": [{"ports": [{"port": 70000}]}]}
+    # Valid by upstream rules as we know them, refused by this API server (e.g. a newer, stricter one).
+    bad = {"name": "bad", "componentName": "ExternalSecretsCoreController", "egress": [{"ports": [{"port": 8443}]}]}
     good = {"name": "good", "componentName": "ExternalSecretsCoreController", "egress": [{}]}
     world = World({"controllerConfig": {"networkPolicies": [bad, good]}})
-    message = 'NetworkPolicy.networking.k8s.io "eso-user-bad" is invalid: spec.egress[0].ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive'
+    message = 'NetworkPolicy.networking.k8s.io "eso-user-bad" is invalid: spec.egress[0].ports[0].port: Invalid value: 8443: refused by policy'
     world.client.reject = lambda verb, obj: message if obj["metadata"]["name"] == "eso-user-bad" else None
     await world.reconcile()
     assert "eso-user-good" in world.policies() and "eso-user-bad" not in world.policies()
     assert set(world.policies()) >= DEFAULT_NAMES
     degraded = world.condition("Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "InvalidNetworkPolicy"
-    assert 'networkPolicies entry "bad"' in degraded["message"] and "must be between 1 and 65535" in degraded["message"]
+    assert 'networkPolicies entry "bad"' in degraded["message"] and "refused by policy" in degraded["message"]
     assert world.condition("Ready")["status"] == "False"
     assert ("Warning", "NetworkPolicyRejected") in {(t, r) for t, r, _ in world.recorder.events}
     world.set_spec({"controllerConfig": {"networkPolicies": [good]}})
@@ -310,3 +311,18 @@ async def test_missing_config_does_nothing() -> None:
     del world.client.objects[("externalsecretsconfigs", "", "cluster")]
     await world.reconcile()
     assert world.client.writes == []
+
+
+async def test_entry_failing_upstream_validation_is_degraded_with_the_upstream_message() -> None:
+    entry = {
+        "name": "narrow",
+        "componentName": "ExternalSecretsCoreController",
+        "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.0.0/8"]}}]}],
+    }
+    world = World({"controllerConfig": {"networkPolicies": [entry]}})
+    await world.reconcile()
+    assert ("create", "eso-user-narrow") not in world.client.writes
+    degraded = world.condition("Degraded")
+    assert 'networkPolicies entry "narrow"' in degraded["message"]
+    assert "strict subset" in degraded["message"]
+    assert set(world.policies()) >= DEFAULT_NAMES
