@@ -20,7 +20,7 @@ import contextlib
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -70,7 +70,7 @@ def format_time(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def object_reference(obj: JSON) -> JSON:
+def object_reference(obj: Mapping[str, Any]) -> JSON:
     """The ObjectReference of ``obj`` for ``involvedObject`` (kind, apiVersion, namespace, name, uid, rv)."""
     meta = obj.get("metadata") or {}
     ref: JSON = {
@@ -135,11 +135,11 @@ class EventRecorder:
 
     # ---- recording ---------------------------------------------------------------------------------------
 
-    async def event(self, obj: JSON, type: EventType | str, reason: str, message: str) -> None:
+    async def event(self, obj: Mapping[str, Any], type: EventType | str, reason: str, message: str) -> None:
         """Queue an Event about ``obj``; returns at once and never raises (failures are logged and counted)."""
         self.record(obj, type, reason, message)
 
-    def record(self, obj: JSON, type: EventType | str, reason: str, message: str) -> None:
+    def record(self, obj: Mapping[str, Any], type: EventType | str, reason: str, message: str) -> None:
         """Synchronous :meth:`event`, for callbacks that cannot await. Needs a running event loop."""
         try:
             if self._closed:
@@ -166,7 +166,7 @@ class EventRecorder:
         except Exception:  # an event is never worth failing the caller
             log.exception("failed to queue event", reason=reason)
 
-    def _drop(self, why: str, obj: JSON, reason: str) -> None:
+    def _drop(self, why: str, obj: Mapping[str, Any], reason: str) -> None:
         EVENTS_DROPPED.labels(component=self.component, reason=why).inc()
         if why != "buffer_full":  # a full buffer would log once per event exactly when things are worst
             meta = obj.get("metadata") or {}

@@ -160,3 +160,76 @@ class FakeClient:
             return self.objects.pop(self._key(res, namespace, name))
         except KeyError:
             raise NotFound(404, "NotFound", f'{res} "{name}" not found') from None
+
+
+class FakeInformer:
+    """An informer without a server: tests push events into the registered handlers and decide when it syncs."""
+
+    def __init__(self, resource: Resource | None = None, *, synced: bool = True, namespace: str | None = None) -> None:
+        self.resource = resource
+        self.namespace = namespace
+        self.handlers: list[Any] = []
+        self._synced = asyncio.Event()
+        if synced:
+            self._synced.set()
+
+    def add_event_handler(self, handler: Any) -> None:
+        self.handlers.append(handler)
+
+    def has_synced(self) -> bool:
+        return self._synced.is_set()
+
+    def mark_synced(self) -> None:
+        self._synced.set()
+
+    async def wait_for_sync(self, timeout: float | None = None) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._synced.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def add(self, obj: JSON, initial: bool = False) -> None:
+        for h in self.handlers:
+            h.on_add(obj, initial)
+
+    def update(self, old: JSON, new: JSON) -> None:
+        for h in self.handlers:
+            h.on_update(old, new)
+
+    def delete(self, obj: JSON, final_state_unknown: bool = False) -> None:
+        for h in self.handlers:
+            h.on_delete(obj, final_state_unknown)
+
+
+class FakeCache:
+    """The manager's cache without a server: one FakeInformer per resource, all synced once ``run`` starts."""
+
+    def __init__(self, *, sync: bool = True) -> None:
+        self.informers: dict[Resource, FakeInformer] = {}
+        self.sync = sync
+        self.running = False
+        self.stopped = asyncio.Event()
+
+    def informer_for(self, resource: Resource) -> FakeInformer:
+        if resource not in self.informers:
+            self.informers[resource] = FakeInformer(resource, synced=False)
+        return self.informers[resource]
+
+    def mark_synced(self) -> None:
+        for informer in self.informers.values():
+            informer.mark_synced()
+
+    def has_synced(self) -> bool:
+        return self.running and all(i.has_synced() for i in self.informers.values())
+
+    async def run(self) -> None:
+        self.running = True
+        try:
+            if self.sync:
+                self.mark_synced()
+            await asyncio.Event().wait()
+        finally:
+            self.running = False
+            self.stopped.set()
