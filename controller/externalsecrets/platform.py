@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from api.v1alpha1 import Proxy
 from controller.externalsecrets import constants as c
 from controller.externalsecrets.environment import Platform
 from controller.runtime.client import Client
@@ -29,3 +31,14 @@ def api_server_ports(slices: Iterable[Mapping[str, Any]]) -> tuple[int, ...]:
             if port.get("protocol", "TCP") == "TCP" and isinstance(number, int) and 0 < number < 65536:
                 ports.add(number)
     return tuple(sorted(ports))
+
+
+def proxy_from_environment(environ: Mapping[str, str] | None = None) -> Proxy | None:
+    """The operator's own proxy: OLM copies the cluster-wide proxy into HTTP_PROXY, HTTPS_PROXY and NO_PROXY."""
+    env = os.environ if environ is None else environ
+
+    def pick(name: str) -> str | None:
+        return env.get(name) or env.get(name.lower()) or None
+
+    proxy = Proxy(http_proxy=pick("HTTP_PROXY"), https_proxy=pick("HTTPS_PROXY"), no_proxy=pick("NO_PROXY"))
+    return proxy if proxy.configured else None
