@@ -287,3 +287,13 @@ def test_crd_schema_rejects_invalid_objects_naming_the_field(spec: dict[str, Any
 
 def test_crd_schema_accepts_the_sample() -> None:
     assert _server_errors(SAMPLE["spec"]) == []  # type: ignore[arg-type]
+
+
+def test_shipped_samples_are_valid() -> None:
+    samples = sorted((ROOT / "config/samples").glob("operator_v1alpha1_*.yaml"))
+    if not samples:
+        pytest.skip("no samples in config/samples")
+    for path in samples:
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            ExternalSecretsConfig.model_validate(doc)
+            assert _server_errors(doc.get("spec") or {}, doc["metadata"]["name"]) == [], path
