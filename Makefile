@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KUBECONFIG_ENVTEST ?= $(CURDIR)/.envtest/kubeconfig
 
-.PHONY: all venv test test-unit test-integration test-e2e lint fmt typecheck bench run manifests bundle verify docker-build clean
+.PHONY: all venv test test-unit test-integration test-e2e lint fmt typecheck bench run manifests bundle verify docker-build bundle-build clean
 
 all: test
 
@@ -45,6 +45,25 @@ manifests: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m hack.bench
+
+## Shipping: the operator image, the OLM bundle, and the consistency checks of both.
+CONTAINER_TOOL ?= docker
+IMG ?= quay.io/external-secrets-operator/external-secrets-operator:v0.1.0
+BUNDLE_IMG ?= quay.io/external-secrets-operator/external-secrets-operator-bundle:v0.1.0
+
+## bundle: regenerate bundle/ and bundle.Dockerfile from config/ (needs the CRD from `make manifests`).
+bundle: $(STAMP)
+	$(PY) -m hack.bundle
+
+## verify: the bundle is up to date and config/ and bundle/ are consistent.
+verify: $(STAMP)
+	$(PY) -m hack.verify
+
+docker-build:
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
+bundle-build:
+	$(CONTAINER_TOOL) build -f bundle.Dockerfile -t $(BUNDLE_IMG) .
 
 clean:
 	rm -rf $(VENV) .envtest build dist *.egg-info
