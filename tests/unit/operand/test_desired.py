@@ -21,6 +21,7 @@ from controller.externalsecrets.operand.desired import (
 )
 from controller.externalsecrets.operand.images import Images
 from controller.externalsecrets.operand.webhooks import INJECT_CA_FROM_ANNOTATION
+from controller.netpol.verify import verify_objects
 from controller.runtime.labels import matches
 from controller.runtime.resources import (
     CLUSTERROLEBINDINGS,
@@ -500,3 +501,25 @@ def test_resources_are_the_runtime_constants() -> None:
     assert kinds["ClusterRole"] is CLUSTERROLES and kinds["ClusterRoleBinding"] is CLUSTERROLEBINDINGS
     assert kinds["RoleBinding"] is ROLEBINDINGS
     assert kinds["ValidatingWebhookConfiguration"] is VALIDATINGWEBHOOKCONFIGURATIONS
+
+
+@pytest.mark.parametrize("platform", ["openshift", "kubernetes"])
+@pytest.mark.parametrize(
+    "spec",
+    [{}, {"controllerConfig": CERT_MANAGER}, {"plugins": BITWARDEN}],
+    ids=["default", "cert-manager", "bitwarden"],
+)
+def test_netpol_engine_allows_every_required_flow_of_the_built_pods_and_nothing_else(
+    spec: JSON, platform: Platform
+) -> None:
+    """The NetworkPolicy engine, fed the pods of these Deployments' templates and the operator's eso-sys- policies:
+    every required flow passes, and the only flow open to strangers is the webhook's 10250 (the API server calls it
+    from the host network, which no selector can name)."""
+    deployments = [obj for (kind, _), obj in build(spec, platform=platform).items() if kind == "Deployment"]
+    env = Environment(operand_namespace=NS, platform=platform)
+    policies = desired_network_policies(ExternalSecretsConfigSpec.model_validate(spec), env, None).policies
+    report = verify_objects([], [], deployments, policies, [], operand_namespace=NS, platform=platform)
+    assert report.ok, [f.name for f in report.blocked_required]
+    assert len(report.synthesised) >= len(deployments)
+    assert {f.name for f in report.required} >= {"core controller -> API server", "API server -> webhook"}
+    assert {(f.name.split(" -> ")[1], f.port) for f in report.allowed_unexpected} == {("webhook", 10250)}
