@@ -201,6 +201,7 @@ class Engine:
             self.by_namespace.setdefault(cp.namespace, []).append(cp)
         self._selecting: dict[str, tuple[tuple[CompiledPolicy, ...], tuple[CompiledPolicy, ...]]] = {}
         self._members: dict[int, frozenset[str]] = {}
+        self._rule_cache: dict[int, frozenset[str]] = {}
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
         labels = self._ns_labels.get(namespace)
@@ -230,6 +231,10 @@ class Engine:
         if self.pods.get(other.key) is not other:
             # A pod not in the index (e.g. a synthetic probe pod): match it directly.
             return peer.matches_pod(other, self.namespace_labels(other.namespace), self.pod_ips_match_ipblocks)
+        return other.key in self._members_of(peer)
+
+    def _members_of(self, peer: CompiledPeer) -> frozenset[str]:
+        """Keys of the indexed pods a peer matches, computed on first use."""
         members = self._members.get(id(peer))
         if members is None:
             members = frozenset(
@@ -238,7 +243,17 @@ class Engine:
                 if peer.matches_pod(pod, self.namespace_labels(pod.namespace), self.pod_ips_match_ipblocks)
             )
             self._members[id(peer)] = members
-        return other.key in members
+        return members
+
+    def _rule_members(self, rule: CompiledRule) -> frozenset[str] | None:
+        """Union of a rule's peers' member pods; None when the rule admits every peer."""
+        if rule.peers is None:
+            return None
+        cached = self._rule_cache.get(id(rule))
+        if cached is None:
+            cached = frozenset().union(*(self._members_of(p) for p in rule.peers))
+            self._rule_cache[id(rule)] = cached
+        return cached
 
     def _allowing(
         self, policies: Sequence[CompiledPolicy], ingress: bool, peer: Endpoint, dst: Endpoint, port: int, proto: str
@@ -287,14 +302,56 @@ class Engine:
         """All ordered pairs of ``pods`` (default: every pod) -> allowed, like upstream e2e's probe matrix.
 
         A named ``port`` resolves per destination pod; a pair whose destination lacks the name is not allowed.
+        Same answers as ``evaluate`` (tests hold them together), but set-based: each destination's admitted
+        sources and each source's egress rules are worked out once, so a pair costs a few set lookups.
         """
         pods = list(self.pods.values()) if pods is None else list(pods)
+        if any(self.pods.get(p.key) is not p for p in pods):
+            return {
+                (s.key, d.key): (n := self.resolve_port(d, port, protocol)) is not None
+                and self.evaluate(s, d, n, protocol).allowed
+                for d in pods
+                for s in pods
+            }
+        egress: dict[str, list[tuple[CompiledRule, frozenset[str] | None]] | None] = {}
+        for src in pods:
+            isolating = self.selecting(src)[1]
+            egress[src.key] = (
+                [(r, self._rule_members(r)) for cp in isolating for r in cp.egress or ()] if isolating else None
+            )
         result: dict[tuple[str, str], bool] = {}
         for dst in pods:
             number = self.resolve_port(dst, port, protocol)
+            if number is None:
+                result.update(((s.key, dst.key), False) for s in pods)
+                continue
+            admitted = self._admitted_sources(dst, number, protocol)
+            dkey = dst.key
             for src in pods:
-                result[(src.key, dst.key)] = number is not None and self.evaluate(src, dst, number, protocol).allowed
+                skey = src.key
+                if admitted is not None and skey not in admitted:
+                    result[(skey, dkey)] = False
+                    continue
+                rules = egress[skey]
+                result[(skey, dkey)] = rules is None or any(
+                    (m is None or dkey in m) and r.port_matches(dst, number, protocol) for r, m in rules
+                )
         return result
+
+    def _admitted_sources(self, dst: Pod, port: int, protocol: str) -> frozenset[str] | None:
+        """Indexed pods whose connections ``dst``'s ingress admits on this port; None when it admits all."""
+        isolating = self.selecting(dst)[0]
+        if not isolating:
+            return None
+        admitted: set[str] = set()
+        for cp in isolating:
+            for rule in cp.ingress or ():
+                if rule.port_matches(dst, port, protocol):
+                    members = self._rule_members(rule)
+                    if members is None:
+                        return None
+                    admitted |= members
+        return frozenset(admitted)
 
 
 def naive_evaluate(

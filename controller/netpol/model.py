@@ -57,10 +57,20 @@ class Pod:
     labels: Mapping[str, str] = field(default_factory=dict)
     ip: str | None = None
     ports: tuple[ContainerPort, ...] = ()
+    # Derived once: whole-cluster matrices look these up millions of times.
+    key: str = field(init=False, compare=False, repr=False)
+    _names: dict[tuple[int, str], frozenset[str]] = field(init=False, compare=False, repr=False)
 
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.namespace}/{self.name}")
+        names: dict[tuple[int, str], set[str]] = {}
+        for p in self.ports:
+            if p.name:
+                names.setdefault((p.port, p.protocol), set()).add(p.name)
+        object.__setattr__(self, "_names", {k: frozenset(v) for k, v in names.items()})
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
     @property
     def address(self) -> IPAddress | None:
@@ -75,7 +85,10 @@ class Pod:
 
     def port_names(self, port: int, protocol: str) -> frozenset[str]:
         """Names of this pod's container ports serving ``port``/``protocol`` (what a named rule port can match)."""
-        return frozenset(p.name for p in self.ports if p.name and p.port == port and p.protocol == protocol)
+        return self._names.get((port, protocol), _NO_NAMES)
+
+
+_NO_NAMES: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,3 +176,34 @@ def test_policy_objects_are_not_mutated_by_defaulting() -> None:
     obj = policy("p", {"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]})
     engine(obj)
     assert "policyTypes" not in obj["spec"] and "protocol" not in obj["spec"]["ingress"][0]["ports"][0]
+
+
+def test_matrix_agrees_with_per_pair_evaluation() -> None:
+    e = engine(
+        policy("deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+        policy("in", {"podSelector": {"matchLabels": {"role": "web"}}, "ingress": [{"ports": [{"port": "http"}]}]}),
+        policy(
+            "out",
+            {
+                "podSelector": {"matchLabels": {"role": "client"}},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [{"podSelector": {"matchLabels": {"role": "web"}}}],
+                        "ports": [{"port": 8000, "endPort": 8080}],
+                    }
+                ],
+            },
+        ),
+        policy("cidr", {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.1.0.0/16"}}]}]}, ns="other"),
+    )
+    pods = list(e.pods.values())
+    for port in (8080, 9090, "http"):
+        matrix = e.reachability(port)
+        for src in pods:
+            for dst in pods:
+                number = e.resolve_port(dst, port, "TCP")
+                want = number is not None and e.evaluate(src, dst, number).allowed
+                assert matrix[(src.key, dst.key)] == want, (port, src.key, dst.key)
+    assert e.reachability(8080)[("app/client", "app/web")] is True
+    assert e.reachability(9090)[("app/client", "app/web2")] is False
