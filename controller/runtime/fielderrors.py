@@ -94,8 +94,8 @@ class FieldError:
         return self.message()
 
     def cause(self) -> dict[str, str]:
-        """The entry of a Status's ``details.causes``."""
-        return {"reason": self.type.value, "message": self.message(), "field": self.field}
+        """The entry of a Status's ``details.causes``: as apimachinery, the message is the body without the field."""
+        return {"reason": self.type.value, "message": self.error_body(), "field": self.field}
 
 
 def required(field: str, detail: str = "") -> FieldError:
