@@ -197,6 +197,8 @@ class GarbageCollector:
         if cur is None or cur["metadata"].get("deletionTimestamp"):
             return
         dep = cur
+        if not dep["metadata"].get("ownerReferences"):
+            return
         dep_rt = self.registry.types.by_key(coll)
         if dep_rt is None:
             return

@@ -424,7 +424,7 @@ class Registry:
             raise
         except Exception as err:
             if type(err).__name__ == "PatchError":
-                raise st.StatusError(st.status_body(422, str(err), "Invalid", {})) from err
+                raise _patch_error(err) from err
             raise st.bad_request(str(err)) from err
         if not isinstance(new, dict):
             raise st.bad_request("the patch produced a value that is not an object")
@@ -473,7 +473,7 @@ class Registry:
             if type(err).__name__ == "ApplyConflict":
                 raise self._apply_conflict(err) from err
             if type(err).__name__ == "PatchError":
-                raise st.StatusError(st.status_body(422, str(err), "Invalid", {})) from err
+                raise _patch_error(err) from err
             raise
         opts.field_manager = ""  # apply_patch maintained managedFields itself
         if old is None:
@@ -488,18 +488,12 @@ class Registry:
 
     @staticmethod
     def _apply_conflict(err: Exception) -> st.StatusError:
-        conflicts = list(getattr(err, "conflicts", []) or [])
-        causes = []
-        for c in conflicts:
-            if isinstance(c, dict):
-                causes.append({"reason": "FieldManagerConflict", "message": str(c.get("message", "")),
-                               "field": str(c.get("field", ""))})  # fmt: skip
-            else:
-                causes.append({"reason": "FieldManagerConflict",
-                               "message": f'conflict with "{getattr(c, "manager", "")}"',
-                               "field": str(getattr(c, "field", c))})  # fmt: skip
-        message = str(err) or f"Apply failed with {len(causes)} conflict{'s' if len(causes) != 1 else ''}"
-        return st.StatusError(st.status_body(409, message, "Conflict", {"causes": causes}))
+        """The 409 of an apply conflict; Status causes use the ``reason`` key for the cause type."""
+        causes_fn = getattr(err, "causes", None)
+        raw = causes_fn() if callable(causes_fn) else []
+        causes = [{"reason": c.get("type") or c.get("reason") or "FieldManagerConflict",
+                   "message": c.get("message", ""), "field": c.get("field", "")} for c in raw]  # fmt: skip
+        return st.StatusError(st.status_body(409, str(err), "Conflict", {"causes": causes}))
 
     def _update(
         self, rt: ResourceType, old: JSON, new: JSON, subresource: str | None, opts: WriteOptions, operation: str
@@ -838,6 +832,13 @@ class Registry:
             "endpointslice.kubernetes.io/skip-mirror": "true"}}, "subsets": [{
             "addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": endpoint_port,
                                                              "protocol": "TCP"}]}]})  # fmt: skip
+
+
+def _patch_error(err: Exception) -> st.StatusError:
+    code = int(getattr(err, "status", 422))
+    if code == 400:
+        return st.bad_request(str(err))
+    return st.StatusError(st.status_body(code, str(err), None, {}))
 
 
 def _finalized(key: str, obj: JSON) -> bool:

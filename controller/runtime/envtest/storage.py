@@ -193,7 +193,12 @@ class Storage:
         return max(c.compacted_rv, self.compacted_rv)
 
     def compact(self) -> None:
-        """Drop all history: every resourceVersion issued so far becomes too old to watch from."""
+        """Drop all history: every resourceVersion issued so far becomes too old to watch or continue from.
+
+        The counter moves on by one so that the current version is also gone, which is what a test means by
+        "compact": whatever a client saw before this call must be answered with 410.
+        """
+        self.rv += 1
         self.compacted_rv = self.rv
         for c in self.collections.values():
             c.compacted_rv = self.rv
