@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 from controller.runtime.envtest import Environment
 from controller.runtime.resources import CONFIGMAPS
@@ -35,7 +36,7 @@ async def main() -> None:
         cfg = kclient.Configuration()
         await kconfig.load_kube_config(config_file=env.kubeconfig_path, client_configuration=cfg)
         async with kclient.ApiClient(cfg) as api:
-            v1 = kclient.CoreV1Api(api)
+            v1: Any = kclient.CoreV1Api(api)
             await v1.create_namespace({"metadata": {"name": NAMESPACE}})
             sem = asyncio.Semaphore(CONCURRENCY)
 

@@ -49,7 +49,10 @@ Subresources and verbs
 - Discovery is served in the legacy form only (kubectl falls back from aggregated discovery); /openapi/v2
   answers 404 and /openapi/v3 describes operations and parameters but carries no schemas (kubectl therefore
   validates on the server with ``fieldValidation``, and ``kubectl explain`` does not work).
-- Protobuf and CBOR encodings are not served; JSON (and YAML request bodies) only.
+- Answers are always JSON. Request bodies may be JSON, YAML, or protobuf for the kinds kubectl's imperative
+  commands send (Namespace, ConfigMap, Secret, ServiceAccount, Deployment with basic pod templates, RBAC
+  roles and bindings, SelfSubjectAccessReview; see protobuf.py, which skips fields it does not know). CBOR is
+  refused with 415.
 
 Controllers
 - Garbage collection, namespace finalization and CRD instance cleanup run in one background task after each

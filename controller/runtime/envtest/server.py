@@ -24,7 +24,7 @@ import structlog
 import yaml
 from aiohttp import web
 
-from controller.runtime.envtest import discovery
+from controller.runtime.envtest import discovery, protobuf
 from controller.runtime.envtest import status as st
 from controller.runtime.envtest.auth import MASTERS, Authz, User
 from controller.runtime.envtest.faults import Faults, RequestRecord
@@ -475,7 +475,12 @@ class ApiServer:
             raise st.bad_request(f"couldn't get version/kind; json parse error: {err}") from err
 
     async def _body(self, request: web.Request) -> Any:
-        if request.content_type in ("application/vnd.kubernetes.protobuf", "application/cbor"):
+        if request.content_type == "application/vnd.kubernetes.protobuf":
+            try:
+                return protobuf.decode(await request.read())
+            except (protobuf.ProtobufError, UnicodeDecodeError) as err:
+                raise st.unsupported_media_type(request.content_type, ["application/json", "application/yaml"]) from err
+        if request.content_type == "application/cbor":
             raise st.unsupported_media_type(request.content_type, ["application/json", "application/yaml"])
         raw = await request.read()
         if not raw.strip():

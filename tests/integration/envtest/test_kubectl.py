@@ -126,3 +126,22 @@ async def test_delete_namespace_and_wait(kubectl: Kubectl) -> None:
     await kubectl("delete", "namespace", name, "--timeout=20s")
     result = await kubectl("get", "namespace", name, check=False)
     assert result.returncode != 0 and "not found" in result.stderr
+
+
+async def test_imperative_create_commands_send_protobuf(kubectl: Kubectl, test_namespace: str) -> None:
+    ns = ["-n", test_namespace]
+    await kubectl("create", "configmap", "c", *ns, "--from-literal=a=b")
+    await kubectl("create", "secret", "generic", "s", *ns, "--from-literal=x=y")
+    await kubectl("create", "serviceaccount", "bot", *ns)
+    await kubectl("create", "deployment", "web", *ns, "--image=nginx:1.27", "--port=80", "--replicas=2")
+    await kubectl("create", "role", "r", *ns, "--verb=get", "--resource=configmaps")
+    await kubectl("create", "rolebinding", "rb", *ns, "--role=r", f"--serviceaccount={test_namespace}:bot")
+    assert (await kubectl("get", "cm", "c", *ns, "-o", "jsonpath={.data.a}")).stdout == "b"
+    assert (await kubectl("get", "secret", "s", *ns, "-o", "jsonpath={.data.x}")).stdout == "eQ=="
+    got = (await kubectl("get", "deploy", "web", *ns, "-o",
+                         "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} "
+                         "{.spec.template.spec.containers[0].ports[0].containerPort}")).stdout  # fmt: skip
+    assert got == "2 nginx:1.27 80"
+    subject = (await kubectl("get", "rolebinding", "rb", *ns, "-o", "jsonpath={.subjects[0].name}")).stdout
+    assert subject == "bot"
+    assert (await kubectl("auth", "can-i", "create", "pods")).stdout.strip() == "yes"
