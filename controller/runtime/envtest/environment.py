@@ -194,6 +194,11 @@ class Environment:
         return self.server
 
     @property
+    def requests(self) -> list[Any]:
+        """The request log (``RequestRecord``s) of the in-process server; empty on a real cluster."""
+        return self.faults.requests if self.faults is not None else []
+
+    @property
     def url(self) -> str:
         return self.client_config.host if self.client_config else ""
 

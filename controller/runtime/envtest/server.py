@@ -15,7 +15,6 @@ import socket
 import ssl
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,7 +124,9 @@ class ApiServer:
         ctx.load_cert_chain(cert_file, key_file)
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.5, handler_cancellation=True
+        )
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -240,12 +241,10 @@ class ApiServer:
             log.exception("envtest request failed", path=request.path)
             resp = _json(st.internal(f"{type(err).__name__}: {err}").status, 500)
         code = resp.status
-        rt = info.rt
         self.faults.record(RequestRecord(
             request.method, request.path, request.query_string, info.verb, info.resource,
             info.namespace or "", info.name or "", info.subresource or "", code, user.name if user else "",
         ))  # fmt: skip
-        _ = rt
         return resp
 
     async def _inject(self, injected: Any) -> None:
@@ -557,8 +556,6 @@ class ApiServer:
         expired_from: int | None = None
         if rv_param in ("", "0") or send_initial:
             initial = [o for _, o in storage.items(rt.key, ns) if match(o)]
-            if rv_param not in ("", "0"):
-                initial = initial  # sendInitialEvents with a version: the current state is newer anyway
         else:
             try:
                 since = int(rv_param)
@@ -658,7 +655,7 @@ class ApiServer:
                     await resp.write(b"".join(lines))
                 if None in batch:
                     return await self._end_watch(resp, watcher)
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
             return resp
         finally:
             storage.remove_watcher(rt.key, watcher)
@@ -692,7 +689,3 @@ def _manager_from_agent(request: web.Request) -> str:
     """The default field manager, as the real server derives it: the user agent up to the first '/'."""
     agent = request.headers.get("User-Agent", "")
     return agent.split("/", 1)[0][:128] if agent else "unknown"
-
-
-def monotonic() -> float:
-    return time.monotonic()

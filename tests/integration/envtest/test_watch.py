@@ -205,3 +205,39 @@ async def test_kubernetes_asyncio_watch(k8s_env: Any, k8s: Client, test_namespac
                     seen.append((ev["type"], ev["object"].metadata.name))
                     w.stop()
         assert seen == [("ADDED", "a")]
+
+
+@pytest.mark.envtest_only
+async def test_disconnected_watch_is_cleaned_up(k8s_env: Any, k8s: Client, test_namespace: str) -> None:
+    storage = k8s_env.server.registry.storage
+    before = len(storage.all_watchers())
+    session = k8s._get_session()
+    resp = await session.get(k8s.config.host + CONFIGMAPS.path(test_namespace), headers=k8s._headers(),
+                             params={"watch": "true", "resourceVersion": "0"})  # fmt: skip
+    await asyncio.sleep(0.1)
+    assert len(storage.all_watchers()) == before + 1
+    resp.close()
+
+    async def cleaned() -> bool:
+        return len(storage.all_watchers()) == before
+
+    from .helpers import eventually
+
+    await eventually(cleaned, timeout=5)
+
+
+@pytest.mark.envtest_only
+async def test_history_limit_bounds_resumable_versions() -> None:
+    from controller.runtime.envtest import Environment
+
+    async with Environment(history_limit=5) as env:
+        client = env.client
+        first = await client.create(CONFIGMAPS, cm("c0", "default"))
+        for i in range(1, 12):
+            await client.create(CONFIGMAPS, cm(f"c{i}", "default"))
+        with pytest.raises(Gone):
+            await collect(client.watch(CONFIGMAPS, "default", resource_version=first["metadata"]["resourceVersion"],
+                                       timeout_seconds=5), 1)  # fmt: skip
+        recent = (await client.get(CONFIGMAPS, "c9", "default"))["metadata"]["resourceVersion"]
+        events = await collect(client.watch(CONFIGMAPS, "default", resource_version=recent, timeout_seconds=5), 2)
+        assert summary(events) == [("ADDED", "c10"), ("ADDED", "c11")]
