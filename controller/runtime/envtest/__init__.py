@@ -19,6 +19,8 @@ Storage and versions
 - Watch history is kept per resource, bounded by ``history_limit`` events (not by time as etcd's 5-minute
   compaction is); older versions answer 410 Expired with ``too old resource version: X (Y)``. A watch from a
   version newer than the current one waits for it instead of failing.
+- A watch without ``timeoutSeconds`` stays open until the client, ``faults.close_watches()`` or shutdown ends
+  it (real servers end such watches after a random 30-60 minutes).
 - BOOKMARK events come every ``bookmark_interval`` seconds (1 s in the harness, 60 s from the command line;
   real servers send them about once a minute) and carry the global resourceVersion.
 - Custom resources with several versions are stored once; reading through another version only rewrites
@@ -35,6 +37,8 @@ Admission and validation
 - Unknown fields of built-in types are kept rather than dropped (custom resources are pruned, and
   ``fieldValidation=Strict`` rejects unknown fields of custom resources only).
 - Services get a cluster IP derived from their uid; no allocator, no NodePorts, no Endpoints controller.
+- Authentication is by bearer token only; requests without a token get 401 except /healthz, /livez, /readyz,
+  /version and /openapi (no anonymous user, no client certificates).
 - RBAC objects are stored but not enforced: authorization uses the table of ``Environment.allow`` (the admin
   token, in group system:masters, may do everything; other users only what ``allow`` granted).
 
@@ -43,6 +47,7 @@ Subresources and verbs
   ``exec``, ``eviction``, ``token``, ``proxy``. A ``/status`` write takes only ``status`` from the body (and
   ``managedFields``); labels and annotations sent there are ignored for every type, as for custom resources.
 - PUT to a missing object answers 404 (no create-on-update for any type).
+- Pods get no ``metadata.generation`` (newer servers set it).
 - ``gracePeriodSeconds`` is ignored: pods are deleted at once like every other object without finalizers.
 - Table responses (``kubectl get``) use our printer columns for built-ins (Name, a few type columns, Age),
   which may differ slightly from kubectl's real ones; CRD ``additionalPrinterColumns`` are honoured.
@@ -59,6 +64,7 @@ Controllers
   write (milliseconds, where kube-controller-manager takes seconds). No OwnerRefInvalidNamespace Events are
   emitted. The CRD ``Established`` and ``NamesAccepted`` conditions are set in the create call itself; name
   conflicts between CRDs are not detected.
+- A Terminating namespace gets no ``status.conditions`` (NamespaceDeletionContentFailure and friends).
 - No other controllers: Deployments never get pods or status, Services no endpoints, namespaces no default
   ServiceAccount, no ServiceAccount tokens, no events from the control plane.
 """
