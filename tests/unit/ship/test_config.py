@@ -10,9 +10,18 @@ import yaml
 
 from hack import rbac
 from hack.kustomize import KustomizeError, containers, render
-from hack.verify import check_images, check_no_wildcards, check_wiring, crd_kinds, image_pinned, manager_rules
+from hack.verify import (
+    Report,
+    check_grants,
+    check_images,
+    check_no_wildcards,
+    check_wiring,
+    crd_kinds,
+    image_pinned,
+    manager_rules,
+)
 
-from .repo import make_repo
+from .repo import ROOT, make_repo
 
 Obj = dict[str, Any]
 
@@ -181,6 +190,30 @@ def test_rbac_is_least_privilege(objects: list[Obj]) -> None:
         "CRD writes only by name (the external-secrets CRDs)"
     )
     assert not _held(objects, "cert-manager.io", "clusterissuers", "create")
+
+
+def test_manager_can_grant_the_operand_roles_of_this_repository(objects: list[Obj]) -> None:
+    report = Report()
+    check_grants(ROOT, objects, report)
+    assert report.problems == []
+    assert any(p.startswith("operand RBAC coverage") for p in report.passed)
+
+
+def test_cert_controller_writes_only_the_crds_it_reconciles() -> None:
+    """Like the validating webhooks, CRD writes are by name: the default of the cert-controller's --crd-names."""
+    path = ROOT / "controller" / "externalsecrets" / "assets" / "clusterrole_external-secrets-cert-controller.yaml"
+    (role,) = yaml.safe_load_all(path.read_text())
+    crd_rules = [r for r in role["rules"] if "customresourcedefinitions" in r["resources"]]
+    for rule in crd_rules:
+        if {"update", "patch", "create", "delete"} & set(rule["verbs"]):
+            assert set(rule["resourceNames"]) == {
+                "externalsecrets.external-secrets.io",
+                "clustersecretstores.external-secrets.io",
+                "secretstores.external-secrets.io",
+            }
+        else:
+            assert "resourceNames" not in rule, "get, list and watch stay cluster-wide for the informer"
+    assert {v for r in crd_rules for v in r["verbs"]} == {"get", "list", "watch", "update", "patch"}
 
 
 def test_wildcard_check_names_the_rule() -> None:
