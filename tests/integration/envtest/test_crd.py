@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +29,7 @@ def widget_crd(group: str) -> dict[str, Any]:
                          {"name": "Color", "type": "string", "jsonPath": ".spec.color"},
                          {"name": "Ready", "type": "string",
                           "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                      ],
                      "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                          "spec": {"type": "object", "required": ["color"], "properties": {
@@ -142,8 +144,10 @@ async def test_table_response_has_printer_columns(k8s: Client, widgets: Resource
     async with session.get(k8s.config.host + widgets.path(test_namespace), headers=headers) as resp:
         body = await resp.json()
     assert body["kind"] == "Table" and body["apiVersion"] == "meta.k8s.io/v1"
-    assert [c["name"] for c in body["columnDefinitions"]] == ["Name", "Color", "Ready"]
-    assert body["rows"][0]["cells"] == ["w", "red", "True"]
+    assert [c["name"] for c in body["columnDefinitions"]] == ["Name", "Color", "Ready", "Age"]
+    cells = body["rows"][0]["cells"]
+    assert cells[:3] == ["w", "red", "True"]
+    assert re.fullmatch(r"\d+s", cells[3]), f"a date column shows the age, like the API server: {cells[3]!r}"
     assert body["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
 
 
