@@ -12,8 +12,11 @@ apiextensions-apiserver pipeline and its words:
 3. ``x-kubernetes-list-type`` set and map uniqueness (``spec.policies[1]: Duplicate value: map[string]interface
    {}{"name":"a"}``);
 4. ``x-kubernetes-validations`` CEL rules (``spec: Invalid value: "object": <message>``; a rule at the root of the
-   resource reports the field ``<nil>``, as the real server does), skipped with upstream's "some validation rules
-   were not checked" error when step 1 or 3 produced an unsupported-value or type error.
+   resource reports the field ``<nil>``, as the real server does). As in apiextensions-apiserver's strategy
+   (``hasBlockingErr``), the rules are skipped when steps 1-3 produced a blocking error (unsupported value,
+   required, too long, too many or wrong type), and then upstream's "some validation rules were not checked"
+   error is added, but only when the schema has rules at all: without any, the real server has no CEL
+   validator and the schema errors stand alone.
 
 On update (``old`` given) validation ratchets as Kubernetes 1.30+ does (CRDValidationRatcheting): errors inside a
 value that is unchanged from the correlated old value are dropped, except those of transition rules (``oldSelf``).
@@ -76,6 +79,11 @@ _BLOCKING_DETAIL = (
     "correct the existing errors to complete validation"
 )
 
+# Schema errors after which the object no longer has the shape its CEL rules were written for.
+_BLOCKING_TYPES = frozenset(
+    {ErrorType.NOT_SUPPORTED, ErrorType.REQUIRED, ErrorType.TOO_LONG, ErrorType.TOO_MANY, ErrorType.TYPE_INVALID}
+)
+
 
 # --- public API ----------------------------------------------------------------------------------------------------
 
@@ -91,7 +99,9 @@ def validate(schema: Schema, obj: Any, *, old: Any = None, path: str = "", ratch
     walker.openapi(schema, obj, old_value, "", path, ratcheted=False)
     walker.embedded(schema, obj, path)
     walker.list_types(schema, obj, path)
-    if any(e.type in (ErrorType.NOT_SUPPORTED, ErrorType.TYPE_INVALID) for e in walker.errors):
+    if not _has_rules(schema):
+        return walker.errors
+    if any(e.type in _BLOCKING_TYPES for e in walker.errors):
         walker.errors.append(FieldError(ErrorType.INVALID, "<nil>", "null", _BLOCKING_DETAIL))
     else:
         walker.rules(schema, obj, old_value, path, ratcheted=False, resource_root=path == "")
@@ -273,6 +283,18 @@ def _items_schema(schema: Schema) -> Schema | None:
 def _additional_schema(schema: Schema) -> Schema | None:
     addl = schema.get("additionalProperties")
     return addl if isinstance(addl, Mapping) else None
+
+
+def _has_rules(schema: Schema) -> bool:
+    """Whether ``x-kubernetes-validations`` occur anywhere in the schema (upstream's ``hasXValidations``, plus the
+    ``allOf`` entries that ``_Walker.rules`` also evaluates)."""
+    if schema.get("x-kubernetes-validations"):
+        return True
+    if any(isinstance(sub, Mapping) and sub.get("x-kubernetes-validations") for sub in schema.get("allOf") or []):
+        return True
+    props: Mapping[str, Any] = schema.get("properties") or {}
+    children = [*props.values(), _items_schema(schema), _additional_schema(schema)]
+    return any(isinstance(child, Mapping) and _has_rules(child) for child in children)
 
 
 def _list_key(item: Any, keys: list[str]) -> tuple[Any, ...] | None:

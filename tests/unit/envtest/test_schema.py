@@ -35,6 +35,10 @@ BLOCKED = (
     "correct the existing errors to complete validation"
 )
 
+# A property whose rule fails for any value but "a": where it is not reported, the rules did not run.
+RULED = {"type": "string", "x-kubernetes-validations": [{"rule": "self == 'a'", "message": "must be a"}]}
+RULE_FAILED = 'spec.y: Invalid value: "string": must be a'
+
 
 @pytest.mark.parametrize(
     ("prop", "value", "expected"),
@@ -62,7 +66,8 @@ BLOCKED = (
 def test_type_and_format_errors_use_kube_openapi_wording_and_block_cel(
     prop: dict[str, Any], value: Any, expected: str
 ) -> None:
-    assert messages(spec_schema({"x": prop}), cr({"x": value})) == [expected, BLOCKED]
+    assert messages(spec_schema({"x": prop}), cr({"x": value})) == [expected], "no rules, nothing left unchecked"
+    assert messages(spec_schema({"x": prop, "y": RULED}), cr({"x": value, "y": "b"})) == [expected, BLOCKED]
 
 
 @pytest.mark.parametrize(
@@ -122,12 +127,14 @@ def test_value_constraints_report_upstream_messages(prop: dict[str, Any], value:
 
 
 def test_enum_lists_supported_values_quoted_and_blocks_rules() -> None:
-    schema = spec_schema(
-        {"color": {"type": "string", "enum": ["red", "blue"]}, "n": {"type": "integer", "enum": [1, 2]}}
-    )
-    assert messages(schema, cr({"color": "green", "n": 3})) == [
+    props = {"color": {"type": "string", "enum": ["red", "blue"]}, "n": {"type": "integer", "enum": [1, 2]}}
+    unsupported = [
         'spec.color: Unsupported value: "green": supported values: "red", "blue"',
         'spec.n: Unsupported value: 3: supported values: "1", "2"',
+    ]
+    assert messages(spec_schema(props), cr({"color": "green", "n": 3})) == unsupported
+    assert messages(spec_schema({**props, "y": RULED}), cr({"color": "green", "n": 3, "y": "b"})) == [
+        *unsupported,
         BLOCKED,
     ]
 
@@ -221,6 +228,95 @@ def test_embedded_resources_need_api_version_and_kind() -> None:
     assert messages(schema, cr({"template": {"kind": ""}})) == [
         "spec.template.apiVersion: Required value: must not be empty",
         'spec.template.kind: Invalid value: "": must not be empty',
+    ]
+
+
+@pytest.mark.parametrize(
+    ("prop", "value", "expected"),
+    [
+        ({"type": "string", "maxLength": 3}, "abcd", "spec.x: Too long: may not be longer than 3"),
+        (
+            {"type": "array", "maxItems": 1, "items": {"type": "string"}},
+            ["a", "b"],
+            "spec.x: Too many: 2: must have at most 1 items",
+        ),
+        (
+            {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+            {},
+            "spec.x.name: Required value",
+        ),
+        ({"type": "string", "enum": ["on"]}, "off", 'spec.x: Unsupported value: "off": supported values: "on"'),
+        ({"type": "integer"}, "1", 'spec.x: Invalid value: "string": spec.x in body must be of type integer: "string"'),
+    ],
+)
+def test_blocking_errors_are_upstreams_and_skip_the_rules(prop: dict[str, Any], value: Any, expected: str) -> None:
+    """apiextensions-apiserver's hasBlockingErr: not supported, required, too long, too many, type invalid."""
+    schema = spec_schema({"x": prop, "y": RULED})
+    assert messages(schema, cr({"x": value, "y": "b"})) == [expected, BLOCKED]
+    assert messages(spec_schema({"x": prop}), cr({"x": value})) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("prop", "value", "expected"),
+    [
+        (
+            {"type": "string", "pattern": "^a+$"},
+            "b",
+            "spec.x: Invalid value: \"b\": spec.x in body should match '^a+$'",
+        ),
+        (
+            {"type": "integer", "minimum": 1},
+            0,
+            "spec.x: Invalid value: 0: spec.x in body should be greater than or equal to 1",
+        ),
+        (
+            {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+            ["a", "a"],
+            'spec.x[1]: Duplicate value: "a"',
+        ),
+    ],
+)
+def test_other_schema_errors_do_not_block_the_rules(prop: dict[str, Any], value: Any, expected: str) -> None:
+    schema = spec_schema({"x": prop, "y": RULED})
+    assert messages(schema, cr({"x": value, "y": "b"})) == [expected, RULE_FAILED]
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["root", "spec", "deep property", "list items", "map values", "allOf", "absent subtree"],
+)
+def test_rules_anywhere_in_the_schema_are_reported_as_not_checked(where: str) -> None:
+    rules = [{"rule": "false", "message": "never reported"}]
+    deep: dict[str, Any] = {"type": "object"}
+    schema = spec_schema({"n": {"type": "integer"}, "deep": deep})
+    spec = schema["properties"]["spec"]
+    if where == "root":
+        schema["x-kubernetes-validations"] = rules
+    elif where == "spec":
+        spec["x-kubernetes-validations"] = rules
+    elif where == "deep property":
+        deep["properties"] = {
+            "inner": {"type": "object", "properties": {"s": {"type": "string", "x-kubernetes-validations": rules}}}
+        }
+    elif where == "list items":
+        deep.update(type="array", items={"type": "string", "x-kubernetes-validations": rules})
+    elif where == "map values":
+        deep["additionalProperties"] = {"type": "string", "x-kubernetes-validations": rules}
+    elif where == "allOf":
+        spec["allOf"] = [{"x-kubernetes-validations": rules}]
+    else:  # the object has no value there, yet the real server's CEL validator exists and is skipped
+        deep["properties"] = {"s": {"type": "string", "x-kubernetes-validations": rules}}
+    bad_type = 'spec.n: Invalid value: "string": spec.n in body must be of type integer: "string"'
+    assert messages(schema, cr({"n": "1"})) == [bad_type, BLOCKED]
+
+
+def test_ratcheted_errors_do_not_block_the_rules_on_update() -> None:
+    schema = spec_schema({"x": {"type": "string", "maxLength": 3}, "y": RULED})
+    old = cr({"x": "abcd", "y": "a"})
+    assert messages(schema, cr({"x": "abcd", "y": "b"}), old=old) == [RULE_FAILED]
+    assert messages(schema, cr({"x": "abcde", "y": "b"}), old=old) == [
+        "spec.x: Too long: may not be longer than 3",
+        BLOCKED,
     ]
 
 
