@@ -46,6 +46,14 @@ manifests: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m hack.bench
 
+## run: the operator on your cluster (KUBECONFIG, ~/.kube/config), else on an in-process API server whose
+## kubeconfig is KUBECONFIG_ENVTEST. ENVTEST=true forces the latter; METRICS_ADDR, PROBE_ADDR move the ports.
+METRICS_ADDR ?= :8080
+PROBE_ADDR ?= :8081
+run: $(STAMP)
+	$(PY) hack/run.py --envtest-kubeconfig=$(KUBECONFIG_ENVTEST) --metrics-bind-address=$(METRICS_ADDR) \
+		--health-probe-bind-address=$(PROBE_ADDR) $(if $(filter true 1 yes,$(ENVTEST)),--envtest)
+
 ## Shipping: the operator image, the OLM bundle, and the consistency checks of both.
 CONTAINER_TOOL ?= docker
 IMG ?= quay.io/external-secrets-operator/external-secrets-operator:v0.1.0
