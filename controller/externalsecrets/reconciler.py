@@ -61,7 +61,7 @@ class Outcome:
 
 
 def default_stages(validator: Validator | None = upstream_validator) -> list[Stage]:
-    """The namespace first, then everything that lives in it (issue 6 adds its parts to the second stage)."""
+    """The namespace first, then the network policies (``wiring`` adds the operand beside them)."""
     return [Stage([NamespacePart()]), Stage([NetworkPoliciesPart(validator)])]
 
 

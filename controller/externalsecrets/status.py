@@ -35,7 +35,7 @@ class Verdict:
     message: str
 
 
-def _clip(message: str) -> str:
+def clip(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
@@ -44,7 +44,7 @@ def degraded(problems: Sequence[Problem]) -> Verdict:
         return Verdict("False", "AsExpected", "No problems found")
     reasons = sorted({p.reason for p in problems})
     reason = reasons[0] if len(reasons) == 1 else "MultipleProblems"
-    return Verdict("True", reason, _clip("; ".join(p.message for p in problems)))
+    return Verdict("True", reason, clip("; ".join(p.message for p in problems)))
 
 
 def ready(results: Sequence[PartResult], problems: Sequence[Problem]) -> Verdict:
@@ -52,10 +52,10 @@ def ready(results: Sequence[PartResult], problems: Sequence[Problem]) -> Verdict
         return Verdict("False", "Degraded", "Not every object can be applied; see the Degraded condition")
     errors = [e for r in results for e in r.errors]
     if errors:
-        return Verdict("False", "Progressing", _clip(f"Retrying after an error: {errors[0]}"))
+        return Verdict("False", "Progressing", clip(f"Retrying after an error: {errors[0]}"))
     waiting = [r for r in results if not r.ready]
     if waiting:
-        return Verdict("False", "Progressing", _clip("; ".join(r.summary for r in waiting if r.summary)) or "Waiting")
+        return Verdict("False", "Progressing", clip("; ".join(r.summary for r in waiting if r.summary)) or "Waiting")
     done = "; ".join(r.summary for r in results if r.summary)
     return Verdict("True", "Ready", f"Reconciled: {done}" if done else "Reconciled")
 

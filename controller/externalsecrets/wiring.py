@@ -6,7 +6,13 @@ Watches (every event maps to the one request ``cluster``):
 - NetworkPolicies labelled ``app=external-secrets`` (the cache holds only ours): edits, relabels (a relabelled
   policy leaves the scope, which the informer reports as a deletion) and deletions are repaired promptly;
 - the EndpointSlices of the ``kubernetes`` Service in ``default``: the API server's port flows into the policies;
-- the operand Namespace (by name): removing our labels from it is repaired too.
+- the operand Namespace (by name): removing our labels from it is repaired too;
+- the operand's objects (ServiceAccounts, RBAC, Services, Secrets, Deployments with their status, webhook
+  configurations), cert-manager's CRDs and its issuers (see ``operand.wiring``).
+
+Stages: the Namespace first, then the network policies and the operand side by side, so neither waits for or is
+stopped by the other. After the parts, the default verifier judges the applied policies with the NetworkPolicy
+engine (``verification``) and sets NetworkPoliciesVerified.
 """
 
 from __future__ import annotations
@@ -16,14 +22,18 @@ from typing import Any
 
 from controller.externalsecrets import constants as c
 from controller.externalsecrets.environment import Environment
-from controller.externalsecrets.parts.networkpolicies import Validator, upstream_validator
+from controller.externalsecrets.operand.images import Images
+from controller.externalsecrets.operand.wiring import OperandWiring, operand_cache_scopes
+from controller.externalsecrets.parts import Stage
+from controller.externalsecrets.parts.namespace import NamespacePart
+from controller.externalsecrets.parts.networkpolicies import NetworkPoliciesPart, Validator, upstream_validator
 from controller.externalsecrets.reconciler import (
     API_SERVER_SLICE_SELECTOR,
     ExternalSecretsConfigReconciler,
     Verifier,
-    default_stages,
 )
 from controller.externalsecrets.resources import EXTERNALSECRETSCONFIGS
+from controller.externalsecrets.verification import NetworkPolicyVerifier
 from controller.runtime.cache import CacheScope
 from controller.runtime.controller import Controller, Result
 from controller.runtime.handler import EnqueueRequestsFromMapFunc
@@ -41,6 +51,7 @@ def cache_scopes(env: Environment) -> dict[Resource, CacheScope]:
         NETWORKPOLICIES: CacheScope(label_selector=c.CACHE_LABEL_SELECTOR),
         ENDPOINTSLICES: CacheScope(namespace=c.API_SERVER_SERVICE_NAMESPACE, label_selector=API_SERVER_SLICE_SELECTOR),
         NAMESPACES: CacheScope(field_selector=f"metadata.name={env.operand_namespace}"),
+        **operand_cache_scopes(env),
     }
 
 
@@ -54,15 +65,24 @@ def add_to_manager(
     *,
     validator: Validator | None = upstream_validator,
     verifier: Verifier | None = None,
+    verify: bool = True,
+    images: Images | None = None,
 ) -> ExternalSecretsConfigReconciler:
-    """Register the ExternalSecretsConfig controller with ``manager`` (built with ``cache_scopes(env)``)."""
+    """Register the ExternalSecretsConfig controller with ``manager`` (built with ``cache_scopes(env)``).
+
+    ``images`` default to the RELATED_IMAGE_* environment. ``verifier`` replaces the engine-based default;
+    ``verify=False`` leaves NetworkPoliciesVerified unset.
+    """
+    operand = OperandWiring(manager, env, images)
+    if verify and verifier is None:
+        verifier = NetworkPolicyVerifier(manager.cache)
     reconciler = ExternalSecretsConfigReconciler(
         manager.client,
         manager.cache,
         env,
         manager.event_recorder(c.OPERATOR_NAME),
-        stages=default_stages(validator),
-        verifier=verifier,
+        stages=[Stage([NamespacePart()]), Stage([NetworkPoliciesPart(validator), operand.part])],
+        verifier=verifier if verify else None,
     )
 
     async def reconcile(request: Request) -> Result | None:
@@ -76,5 +96,6 @@ def add_to_manager(
     controller.watch(cache.informer_for(NETWORKPOLICIES), to_cluster)
     controller.watch(cache.informer_for(ENDPOINTSLICES), to_cluster)
     controller.watch(cache.informer_for(NAMESPACES), to_cluster)
+    operand.watch(controller, to_cluster, CLUSTER_REQUEST)
     manager.add_controller(controller)
     return reconciler

@@ -2,12 +2,15 @@
 
 The tests run on the in-process API server (envtest) and, with USE_EXISTING_CLUSTER=true, on a real cluster:
 the ExternalSecretsConfig is a cluster-wide singleton, so every test deletes it before and after, and each test
-uses its own operand namespace.
+uses its own operand namespace. envtest has no deployment controller, so on envtest the fixture runs a stand-in
+(:func:`report_deployments_available`) that reports every operand Deployment available, as the real one does
+once its pods are ready; on a real cluster the real one does it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,10 +25,13 @@ from controller.externalsecrets.wiring import add_to_manager, cache_scopes
 from controller.runtime import errors
 from controller.runtime.client import Client
 from controller.runtime.manager import Manager, ManagerOptions
-from controller.runtime.resources import CUSTOMRESOURCEDEFINITIONS, NETWORKPOLICIES
+from controller.runtime.resources import CUSTOMRESOURCEDEFINITIONS, DEPLOYMENTS, NETWORKPOLICIES, SECRETS
+from tests.integration.conftest import ON_REAL_CLUSTER
 
 JSON = dict[str, Any]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+BITWARDEN_TLS_SECRET = "bw-tls"
+"""A Secret the fixture puts in the operand namespace, for specs that enable Bitwarden (its server needs TLS)."""
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0, interval: float = 0.05) -> None:
@@ -92,6 +98,33 @@ async def delete_config(k8s: Client) -> None:
         return False
 
     await eventually(gone)
+
+
+def available_status(dep: JSON) -> JSON:
+    """The status the deployment controller writes once every replica of ``dep`` is available."""
+    replicas = int((dep.get("spec") or {}).get("replicas") or 1)
+    return {
+        "observedGeneration": dep["metadata"]["generation"],
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}],
+    }
+
+
+async def report_deployments_available(k8s: Client, namespace: str, interval: float = 0.05) -> None:
+    """Stand in for the deployment controller (envtest has none): keep every Deployment in ``namespace``
+    reported available for its current generation. Runs until cancelled."""
+    while True:
+        for dep in (await k8s.list(DEPLOYMENTS, namespace)).get("items") or []:
+            status = available_status(dep)
+            if dep.get("status") != status:
+                try:
+                    await k8s.update_status(DEPLOYMENTS, {**dep, "status": status})
+                except (errors.Conflict, errors.NotFound):
+                    pass  # changed meanwhile: the next pass sees the new generation
+        await asyncio.sleep(interval)
 
 
 @dataclass
@@ -172,6 +205,7 @@ async def operator(
     overrides: dict[str, Any] = getattr(request, "param", None) or {}
     await install_crd(k8s)
     await delete_config(k8s)
+    await k8s.create(SECRETS, {"metadata": {"name": BITWARDEN_TLS_SECRET, "namespace": test_namespace}})
     client = CountingClient((await Client.from_kubeconfig(k8s_env.kubeconfig_path)).config)
     platform = "openshift" if await k8s.has_api_group("config.openshift.io") else "kubernetes"
     env = Environment(operand_namespace=test_namespace, platform=platform)
@@ -183,10 +217,15 @@ async def operator(
     add_to_manager(manager, env, **overrides)
     op = Operator(k8s, client, env, manager)
     op.task = asyncio.create_task(manager.start(handle_signals=False))
+    deployments = None if ON_REAL_CLUSTER else asyncio.create_task(report_deployments_available(k8s, test_namespace))
     try:
         yield op
     finally:
         manager.stop()
+        if deployments is not None:
+            deployments.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deployments
         try:
             await asyncio.wait_for(op.task, 30)
         finally:

@@ -17,7 +17,13 @@ from controller.externalsecrets.resources import EXTERNALSECRETSCONFIGS
 from controller.runtime import errors
 from controller.runtime.client import Client
 from controller.runtime.resources import ENDPOINTSLICES, NAMESPACES, NETWORKPOLICIES
-from tests.integration.operator.conftest import Operator, delete_config, eventually, install_crd
+from tests.integration.operator.conftest import (
+    BITWARDEN_TLS_SECRET,
+    Operator,
+    delete_config,
+    eventually,
+    install_crd,
+)
 
 BASE = {
     "eso-sys-deny-all-traffic",
@@ -31,7 +37,7 @@ PROXY = "eso-sys-allow-proxy-egress"
 CERT_MANAGER = {
     "certProvider": {"certManager": {"mode": "Enabled", "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}}}
 }
-BITWARDEN_ON = {"bitwardenSecretManagerProvider": {"mode": "Enabled"}}
+BITWARDEN_ON = {"bitwardenSecretManagerProvider": {"mode": "Enabled", "secretRef": {"name": BITWARDEN_TLS_SECRET}}}
 
 
 def entry(name: str, *egress: dict[str, Any], component: str = "ExternalSecretsCoreController") -> dict[str, Any]:
@@ -55,6 +61,12 @@ async def op_env(op: Operator) -> Environment:
 async def assert_matches_spec(op: Operator, spec: dict[str, Any]) -> None:
     want = await expected(op, spec)
     await op.wait_names(set(want))
+
+    async def converged() -> bool:
+        live = await op.policies()
+        return all(name in live and np.spec_matches(desired, live[name]) for name, desired in want.items())
+
+    await eventually(converged)
     live = await op.policies()
     uid = (await op.config())["metadata"]["uid"]
     for name, desired in want.items():

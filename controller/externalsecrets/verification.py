@@ -1,0 +1,103 @@
+"""The NetworkPoliciesVerified condition: the applied policies judged by the NetworkPolicy engine.
+
+After every reconcile the operator asks :func:`controller.netpol.verify.verify_objects` whether the operand's
+required flows (issue 4's matrix, stated independently in ``controller.netpol.flows``) get through the managed
+policies as the cache holds them, with the operand's pods taken from its Deployments' pod templates (the cache
+holds no Pods; a template is what every pod of the Deployment will carry). The operator's own flows are left
+out: its namespace's policies are static manifests, not the operator's to reconcile.
+
+- True when every required flow is allowed and every operand pod is isolated (some policy, normally the
+  default deny, selects it), with a one-line summary;
+- False naming each blocked required flow and the policies that decided it, or the pods no policy isolates.
+
+Policies of other namespaces (the DNS or monitoring namespaces) are not in the cache and not judged, and
+unmanaged policies in the operand namespace can only open more: neither can turn a verdict here to True falsely
+for the flows this operator controls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from controller.externalsecrets import constants as c
+from controller.externalsecrets import status as st
+from controller.externalsecrets.environment import Environment
+from controller.externalsecrets.parts import Reader
+from controller.externalsecrets.reconciler import API_SERVER_SLICE_SELECTOR
+from controller.netpol.verify import FlowResult, VerifyReport, verify_objects
+from controller.runtime import errors
+from controller.runtime.resources import DEPLOYMENTS, ENDPOINTSLICES, NAMESPACES
+
+JSON = dict[str, Any]
+
+VERIFIED_REASON = "Verified"
+BLOCKED_REASON = "RequiredFlowsBlocked"
+NOT_ISOLATED_REASON = "NotIsolated"
+
+
+class NetworkPolicyVerifier:
+    """A reconciler ``Verifier`` reading the operand's Deployments, Namespace and API server slices from
+    ``cache``."""
+
+    def __init__(self, cache: Reader) -> None:
+        self.cache = cache
+
+    async def __call__(self, esc: JSON, policies: Sequence[JSON], env: Environment) -> st.Verdict:
+        ns = env.operand_namespace
+        deployments = await self.cache.list(DEPLOYMENTS, ns, label_selector=c.MANAGED_SELECTOR)
+        slices = await self.cache.list(
+            ENDPOINTSLICES, c.API_SERVER_SERVICE_NAMESPACE, label_selector=API_SERVER_SLICE_SELECTOR
+        )
+        try:
+            namespaces = [await self.cache.get(NAMESPACES, ns)]
+        except errors.NotFound:
+            namespaces = []
+        report = verify_objects(
+            namespaces,
+            [],
+            deployments,
+            policies,
+            slices,
+            operand_namespace=ns,
+            monitoring_namespaces=env.monitoring_namespaces,
+            platform=env.platform,
+        )
+        return verdict(report, ns, policies=len(policies), deployments=len(deployments))
+
+
+def _involves(flow: FlowResult, namespace: str) -> bool:
+    prefix = f"{namespace}/"
+    return flow.source.startswith(prefix) or flow.destination.startswith(prefix)
+
+
+def _describe(flow: FlowResult) -> str:
+    by = f" (denied by {', '.join(flow.policies)})" if flow.policies else ""
+    return f"{flow.name}: {flow.source} -> {flow.destination} {flow.port}/{flow.protocol}{by}"
+
+
+def verdict(report: VerifyReport, namespace: str, *, policies: int, deployments: int) -> st.Verdict:
+    """The condition for ``report``, counting only flows into or out of ``namespace`` (the operand's)."""
+    required = [f for f in report.required if _involves(f, namespace)]
+    blocked = [f for f in required if not f.allowed]
+    # An unexpected flow that is allowed with no deciding policy reaches a pod that no policy isolates.
+    exposed = sorted(
+        {f.destination if f.destination.startswith(f"{namespace}/") else f.source
+         for f in report.unexpected if f.allowed and not f.policies and _involves(f, namespace)}
+    )  # fmt: skip
+    messages = []
+    if blocked:
+        messages.append(f"{len(blocked)} required flow(s) blocked: " + "; ".join(_describe(f) for f in blocked))
+    if exposed:
+        messages.append(
+            f"no network policy isolates {', '.join(exposed)}; the default deny ({c.DENY_ALL_POLICY}) is missing "
+            "or does not select them"
+        )
+    if messages:
+        return st.Verdict("False", BLOCKED_REASON if blocked else NOT_ISOLATED_REASON, st.clip(". ".join(messages)))
+    return st.Verdict(
+        "True",
+        VERIFIED_REASON,
+        f"All {len(required)} required flows of the operand are allowed by {policies} network policies, "
+        f"checked against the pod templates of {deployments} Deployments; every operand pod is isolated",
+    )
