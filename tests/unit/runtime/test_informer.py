@@ -143,6 +143,10 @@ def make(server: FakeApiServer, clock: ManualClock, sleep: FakeSleep, **kwargs: 
     return Informer(server.client(), kwargs.pop("resource", CONFIGMAPS), clock=clock, sleep=sleep, **kwargs)
 
 
+def more_watches_than(server: FakeApiServer, n: int) -> Callable[[], bool]:
+    return lambda: len(server.watches()) > n
+
+
 async def close_cleanly(server: FakeApiServer, clock: ManualClock) -> None:
     """End the open watch as a server timeout would, after it has lived long enough not to count as short."""
     await eventually(lambda: server.open_watches == 1, "an open watch")
@@ -184,9 +188,9 @@ async def test_watch_timeout_seconds_is_spread_over_300_to_600(
 ) -> None:
     informer = make(server, clock, sleep, rng=random.Random(1))
     async with running(informer):
-        for _ in range(6):
+        for n in range(1, 7):
             await close_cleanly(server, clock)
-            await eventually(lambda n=len(server.watches()): len(server.watches()) > n, "a new watch")
+            await eventually(more_watches_than(server, n), "a new watch")
     timeouts = {int(w.query["timeoutSeconds"]) for w in server.watches()}
     assert all(300 <= t < 600 for t in timeouts)
     assert len(timeouts) > 1
