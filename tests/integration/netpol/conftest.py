@@ -22,13 +22,31 @@ import yaml
 from controller.runtime import errors
 from controller.runtime.client import Client
 from controller.runtime.resources import NAMESPACES, NETWORKPOLICIES, PODS
-from tests.integration.operator.conftest import operator  # noqa: F401  (the fixture, shared)
+from tests.integration.operator.conftest import Operator, operator  # noqa: F401  (the fixture, shared)
 
 JSON = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[3]
 OPERATOR_POLICY_DIR = ROOT / "config" / "network-policy"
 MONITORING_NAMESPACE = "openshift-monitoring"
 CURL_LABELS = {"app": "curl"}
+
+# Bitwarden enabled, so that its policies and flows are judged too; cert-manager off keeps the cert-controller.
+BITWARDEN_ON = {"plugins": {"bitwardenSecretManagerProvider": {"mode": "Enabled"}}}
+POLICIES = {
+    "eso-sys-deny-all-traffic",
+    "eso-sys-allow-main-controller-traffic",
+    "eso-sys-allow-webhook-traffic",
+    "eso-sys-allow-cert-controller-traffic",
+    "eso-sys-allow-dns",
+    "eso-sys-allow-bitwarden-server-traffic",
+    "eso-sys-allow-main-controller-to-bitwarden",
+}
+
+
+async def apply_policies(op: Operator) -> None:
+    """Have the operator write the operand namespace's policies (with Bitwarden on) and wait until it has."""
+    await op.apply_config(BITWARDEN_ON)
+    await op.wait_names(POLICIES)
 
 
 def operator_namespace_policies(namespace: str) -> list[JSON]:
@@ -101,7 +119,6 @@ def curl_pod(namespace: str) -> JSON:
                         "allowPrivilegeEscalation": False,
                         "capabilities": {"drop": ["ALL"]},
                         "runAsNonRoot": True,
-                        "runAsUser": 65534,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                 }

@@ -152,8 +152,8 @@ async def read_world(
 
     slices = _items(await k8s.list(ENDPOINTSLICES, "default", label_selector="kubernetes.io/service-name=kubernetes"))
     addresses = [a for s in slices for e in s.get("endpoints") or [] for a in e.get("addresses") or []]
-    ports = tuple(sorted({p["port"] for s in slices for p in s.get("ports") or [] if p.get("port")}))
-    assert addresses and ports, "the kubernetes Service has no EndpointSlice with an address and a port"
+    api_ports = tuple(sorted({p["port"] for s in slices for p in s.get("ports") or [] if p.get("port")}))
+    assert addresses and api_ports, "the kubernetes Service has no EndpointSlice with an address and a port"
 
     engine = Engine(namespaces, pods, policies)
-    return World(engine, operator, operand, monitors, External(addresses[0]), ports, synthesised)
+    return World(engine, operator, operand, monitors, External(addresses[0]), api_ports, synthesised)

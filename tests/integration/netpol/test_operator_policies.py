@@ -17,23 +17,13 @@ import sys
 
 import pytest
 
-from controller.netpol.model import Pod
+from controller.netpol.model import External, Pod
 from controller.runtime.client import Client
 from controller.runtime.resources import NAMESPACES, NETWORKPOLICIES
-from tests.integration.netpol.conftest import CURL_LABELS, MONITORING_NAMESPACE, fresh_namespace
+from tests.integration.netpol.conftest import CURL_LABELS, MONITORING_NAMESPACE, apply_policies, fresh_namespace
 from tests.integration.netpol.live import BITWARDEN, CERT_CONTROLLER, CORE, PROBE_PORTS, WEBHOOK, World, read_world
 from tests.integration.operator.conftest import Operator
 
-BITWARDEN_ON = {"plugins": {"bitwardenSecretManagerProvider": {"mode": "Enabled"}}}
-POLICIES = {
-    "eso-sys-deny-all-traffic",
-    "eso-sys-allow-main-controller-traffic",
-    "eso-sys-allow-webhook-traffic",
-    "eso-sys-allow-cert-controller-traffic",
-    "eso-sys-allow-dns",
-    "eso-sys-allow-bitwarden-server-traffic",
-    "eso-sys-allow-main-controller-to-bitwarden",
-}
 ADMISSION_PORT = 10250
 OPERAND_METRICS_PORT = 8080
 
@@ -42,8 +32,7 @@ OPERAND_METRICS_PORT = 8080
 async def world(
     operator: Operator, k8s: Client, operator_namespace: str, client_namespace: str, monitoring_namespace: str
 ) -> World:
-    await operator.apply_config(BITWARDEN_ON)
-    await operator.wait_names(POLICIES)
+    await apply_policies(operator)
     return await read_world(
         k8s,
         operand_namespace=operator.namespace,
@@ -91,8 +80,7 @@ async def test_namespace_labelled_like_monitoring_is_not_monitoring(
     async with fresh_namespace(k8s, "impostor", claim) as impostor:
         live = await k8s.get(NAMESPACES, impostor)
         assert live["metadata"]["labels"]["kubernetes.io/metadata.name"] == impostor
-        await operator.apply_config(BITWARDEN_ON)
-        await operator.wait_names(POLICIES)
+        await apply_policies(operator)
         world = await read_world(k8s, operand_namespace=operator.namespace, operator_namespace=operator_namespace)
         pod = Pod(impostor, "prometheus", {"app.kubernetes.io/name": "prometheus"})
         assert world.open_ports(pod, world.operator) == set()
@@ -127,7 +115,7 @@ async def test_monitoring_namespace_reaches_operand_metrics_and_nothing_else(wor
 
 async def test_only_the_core_controller_reaches_bitwarden(world: World, client_namespace: str) -> None:
     bitwarden = world.operand[BITWARDEN]
-    sources = {
+    sources: dict[str, Pod | External] = {
         "core": world.operand[CORE],
         "webhook": world.operand[WEBHOOK],
         "cert-controller": world.operand[CERT_CONTROLLER],
