@@ -724,3 +724,98 @@ async def test_run_twice_is_refused_and_state_is_reported(
         assert informer.last_event_age() == pytest.approx(3.0)
         with pytest.raises(RuntimeError, match="already running"):
             await informer.run()
+
+
+# ---- more failure paths ------------------------------------------------------------------------------------
+
+
+async def test_backoff_grows_across_consecutive_failures_and_resets_after_a_healthy_stretch(
+    server: FakeApiServer, clock: ManualClock, sleep: FakeSleep
+) -> None:
+    server.fail_next("list", 500, times=2)
+    informer = make(server, clock, sleep)
+    async with running(informer):
+        server.fail_next("watch", 503)
+        await close_cleanly(server, clock)  # the next watch fails (503): a third failure in a row
+        await eventually(lambda: len(server.lists()) == 4, "the relist after the 503")
+        assert len(sleep.delays) == 3
+        for delay, base in zip(sleep.delays, (0.8, 1.6, 3.2), strict=True):
+            assert base <= delay < 2 * base
+        await eventually(lambda: server.open_watches == 1, "the watch after the relist")
+        clock.advance(121 + 2 * 6.4)  # over two minutes without trouble since the last backoff ended
+        server.fail_next("watch", 500)
+        await close_cleanly(server, clock)
+        await eventually(lambda: len(server.lists()) == 5, "the relist after the 500")
+    assert len(sleep.delays) == 4 and 0.8 <= sleep.delays[3] < 1.6
+
+
+async def test_malformed_list_items_are_skipped_and_counted(
+    server: FakeApiServer, clock: ManualClock, sleep: FakeSleep
+) -> None:
+    server.create(CM, configmap("good"))
+    server.objects[CM]["zz/bad"] = {"metadata": {"namespace": "zz"}}  # no name
+    informer = make(server, clock, sleep)
+    rec = Recorder()
+    informer.add_event_handler(rec)
+    before = metric("informer_malformed_events_total", resource="configmaps")
+    async with running(informer):
+        assert informer.store.keys() == ["default/good"]
+    assert rec.events == [("add", "default/good", True)]
+    assert metric("informer_malformed_events_total", resource="configmaps") == before + 1
+    assert len(server.lists()) == 1 and sleep.delays == []
+
+
+async def test_watchdog_leaves_a_watch_alone_while_bookmarks_arrive(
+    server: FakeApiServer, clock: ManualClock, sleep: FakeSleep
+) -> None:
+    informer = make(server, clock, sleep, inactivity_timeout=0.5)
+    async with running(informer):
+        await eventually(lambda: server.open_watches == 1, "the watch")
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 1.5  # three inactivity timeouts, with a bookmark every 20 ms
+        while loop.time() < end:
+            server.bookmark()
+            await asyncio.sleep(0.02)
+        assert len(server.watches()) == 1
+
+
+async def test_constructor_indexers_and_namespace_index(
+    server: FakeApiServer, clock: ManualClock, sleep: FakeSleep
+) -> None:
+    server.create(CM, configmap("a", "ns1", app="web"))
+    server.create(CM, configmap("b", "ns2", app="web"))
+    informer = make(server, clock, sleep, indexers={"app": lambda o: [o["metadata"]["labels"]["app"]]})
+    async with running(informer):
+        assert sorted(o["metadata"]["name"] for o in informer.store.by_index("app", "web")) == ["a", "b"]
+        assert [o["metadata"]["name"] for o in informer.store.by_index("namespace", "ns2")] == ["b"]
+        server.delete(CM, "a", "ns1")
+        await eventually(lambda: len(informer.store.by_index("app", "web")) == 1, "the indexed delete")
+
+
+async def test_resync_waits_for_the_first_sync(server: FakeApiServer, clock: ManualClock) -> None:
+    server.create(CM, configmap("a"))
+    server.fail_next("list", 500, times=1_000_000)
+    sleep = FakeSleep(hold=(3600.0,))
+    informer = make(server, clock, sleep, resync_period=3600)
+    rec = Recorder()
+    informer.add_event_handler(rec)
+    task = asyncio.create_task(informer.run())
+    try:
+        await eventually(lambda: 3600.0 in sleep.delays, "the resync timer")
+        sleep.fire(3600.0)
+        await eventually(lambda: sleep.delays.count(3600.0) == 2, "the next resync timer")
+        assert not informer.has_synced()
+        server.faults.clear()
+        assert await informer.wait_for_sync(10)
+        assert rec.events == [("add", "default/a", True)]  # the tick before the sync replayed nothing
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def test_strip_managed_fields_tolerates_odd_objects() -> None:
+    assert strip_managed_fields({}) == {}
+    assert strip_managed_fields({"metadata": None}) == {"metadata": None}
+    obj = {"metadata": {"name": "a", "managedFields": []}}
+    assert strip_managed_fields(obj) is obj and obj == {"metadata": {"name": "a"}}
