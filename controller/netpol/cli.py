@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from controller.netpol.engine import Engine, compile_policy
+from controller.netpol.flows import DEFAULT_MONITORING_NAMESPACES
 from controller.netpol.model import (
     Endpoint,
     External,
@@ -146,11 +147,17 @@ def run_verify(args: argparse.Namespace, out: TextIO) -> int:
             args.kubeconfig,
             operand_namespace=args.operand_namespace,
             operator_namespace=args.operator_namespace,
+            monitoring_namespaces=args.monitoring_namespaces,
             platform=args.platform,
         )
     )
     out.write(format_report(report, args.output))
     return EXIT_OK if report.ok else EXIT_BLOCKED
+
+
+def _namespace_list(value: str) -> tuple[str, ...]:
+    """The operator's ``--monitoring-namespaces`` format: comma-separated, blanks and repeats dropped."""
+    return tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--kubeconfig", required=True)
     ve.add_argument("--operand-namespace", default="external-secrets")
     ve.add_argument("--operator-namespace", default="external-secrets-operator")
+    ve.add_argument(
+        "--monitoring-namespaces",
+        default=",".join(DEFAULT_MONITORING_NAMESPACES),
+        type=_namespace_list,
+        help="comma-separated namespaces that scrape metrics, as given to the operator (default: %(default)s)",
+    )
     ve.add_argument("--platform", default="openshift", choices=("openshift", "kubernetes"))
     ve.add_argument("--output", default="text", choices=("text", "json"))
     return parser

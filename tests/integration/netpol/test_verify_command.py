@@ -43,8 +43,8 @@ class Verify:
         out, err = await asyncio.wait_for(proc.communicate(), 120)
         return Run(proc.returncode if proc.returncode is not None else -1, out.decode(), err.decode())
 
-    async def json(self) -> tuple[int, dict[str, Any]]:
-        run = await self("--output", "json")
+    async def json(self, *extra: str) -> tuple[int, dict[str, Any]]:
+        run = await self("--output", "json", *extra)
         assert run.returncode in (0, 1), run.stderr
         return run.returncode, json.loads(run.stdout)
 
@@ -138,3 +138,18 @@ async def test_verify_exits_1_naming_the_operator_flows_when_the_operator_namesp
         "monitoring (openshift-monitoring) -> operator metrics",
         "monitoring (openshift-user-workload-monitoring) -> operator metrics",
     }
+
+
+async def test_verify_checks_the_monitoring_namespaces_it_is_given(verify: Verify) -> None:
+    """The operator takes --monitoring-namespaces; verify takes the same list, so a cluster configured with
+    other namespaces is judged by its own configuration."""
+    code, report = await verify.json("--monitoring-namespaces", "openshift-monitoring")
+    assert code == 0
+    names = {f["name"] for f in report["required"] if f["name"].startswith("monitoring")}
+    assert names and all("(openshift-monitoring)" in n for n in names), names
+
+    code, report = await verify.json("--monitoring-namespaces", "team-prometheus")
+    assert code == 1
+    blocked = {f["name"] for f in report["required"] if not f["allowed"]}
+    assert "monitoring (team-prometheus) -> operator metrics" in blocked
+    assert all(n.startswith("monitoring (team-prometheus)") for n in blocked), blocked
