@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -18,6 +19,9 @@ from controller.externalsecrets.options import Options, parse_options
 from controller.externalsecrets.platform import detect_platform, proxy_from_environment
 from controller.runtime.client import Client
 from controller.runtime.logging import configure_logging
+
+if TYPE_CHECKING:
+    from controller.runtime.manager import Manager
 
 log = structlog.get_logger("controller")
 
@@ -37,28 +41,44 @@ async def _environment(client: Client, opts: Options) -> Environment:
     )
 
 
-async def run(opts: Options) -> int:
+async def build_manager(client: Client, opts: Options) -> Manager:
+    """The manager with the ExternalSecretsConfig controller: network policies, the operand (images from the
+    RELATED_IMAGE_* environment) and the NetworkPoliciesVerified check. Not started."""
+    from controller.externalsecrets.operand.images import Images
     from controller.externalsecrets.wiring import add_to_manager, cache_scopes
     from controller.runtime.manager import Manager, ManagerOptions
 
+    env = await _environment(client, opts)
+    images = Images.from_environment()
+    manager = Manager(
+        client,
+        ManagerOptions(
+            metrics_bind_address=opts.metrics_bind_address,
+            metrics_secure=opts.metrics_secure,
+            metrics_cert_dir=opts.metrics_cert_dir,
+            health_probe_bind_address=opts.health_probe_bind_address,
+            leader_election=opts.leader_elect,
+            leader_election_id=opts.leader_election_id,
+            leader_election_namespace=opts.leader_election_namespace,
+        ),
+        cache_scopes=cache_scopes(env),
+    )
+    add_to_manager(manager, env, images=images)
+    log.info(
+        "configured manager",
+        operand_namespace=env.operand_namespace,
+        platform=env.platform,
+        external_secrets_image=images.external_secrets,
+        bitwarden_sdk_server_image=images.bitwarden_sdk_server,
+    )
+    return manager
+
+
+async def run(opts: Options) -> int:
     client = await Client.from_kubeconfig(opts.kubeconfig)
     try:
-        env = await _environment(client, opts)
-        manager = Manager(
-            client,
-            ManagerOptions(
-                metrics_bind_address=opts.metrics_bind_address,
-                metrics_secure=opts.metrics_secure,
-                metrics_cert_dir=opts.metrics_cert_dir,
-                health_probe_bind_address=opts.health_probe_bind_address,
-                leader_election=opts.leader_elect,
-                leader_election_id=opts.leader_election_id,
-                leader_election_namespace=opts.leader_election_namespace,
-            ),
-            cache_scopes=cache_scopes(env),
-        )
-        add_to_manager(manager, env)
-        log.info("starting manager", operand_namespace=env.operand_namespace, platform=env.platform)
+        manager = await build_manager(client, opts)
+        log.info("starting manager")
         await manager.start()
     finally:
         await client.close()

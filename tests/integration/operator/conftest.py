@@ -119,11 +119,9 @@ async def report_deployments_available(k8s: Client, namespace: str, interval: fl
     while True:
         for dep in (await k8s.list(DEPLOYMENTS, namespace)).get("items") or []:
             status = available_status(dep)
-            if dep.get("status") != status:
-                try:
+            if dep.get("status") != status:  # on Conflict or NotFound the next pass sees the new state
+                with contextlib.suppress(errors.Conflict, errors.NotFound):
                     await k8s.update_status(DEPLOYMENTS, {**dep, "status": status})
-                except (errors.Conflict, errors.NotFound):
-                    pass  # changed meanwhile: the next pass sees the new generation
         await asyncio.sleep(interval)
 
 
@@ -150,12 +148,17 @@ class Operator:
             "metadata": {"name": "cluster"},
             "spec": spec,
         }
-        try:
-            live = await self.k8s.get(EXTERNALSECRETSCONFIGS, "cluster")
-        except errors.NotFound:
-            return await self.k8s.create(EXTERNALSECRETSCONFIGS, body)
-        body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
-        return await self.k8s.update(EXTERNALSECRETSCONFIGS, body)
+        for _ in range(10):  # the operator writes the status meanwhile: re-read on conflict, as kubectl apply does
+            try:
+                live = await self.k8s.get(EXTERNALSECRETSCONFIGS, "cluster")
+            except errors.NotFound:
+                return await self.k8s.create(EXTERNALSECRETSCONFIGS, body)
+            body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+            try:
+                return await self.k8s.update(EXTERNALSECRETSCONFIGS, body)
+            except errors.Conflict:
+                await asyncio.sleep(0.01)
+        raise AssertionError("the ExternalSecretsConfig kept changing; could not update it")
 
     async def config(self) -> JSON:
         return await self.k8s.get(EXTERNALSECRETSCONFIGS, "cluster")
