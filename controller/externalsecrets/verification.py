@@ -71,9 +71,16 @@ def _involves(flow: FlowResult, namespace: str) -> bool:
     return flow.source.startswith(prefix) or flow.destination.startswith(prefix)
 
 
-def _describe(flow: FlowResult) -> str:
-    by = f" (denied by {', '.join(flow.policies)})" if flow.policies else ""
-    return f"{flow.name}: {flow.source} -> {flow.destination} {flow.port}/{flow.protocol}{by}"
+def _blocked(flows: Sequence[FlowResult], namespace: str) -> list[str]:
+    """One phrase per blocked flow, the ports of the same source, destination and deciding policies joined."""
+    ports: dict[tuple[str, str, str, tuple[str, ...]], list[str]] = {}
+    for f in flows:
+        ports.setdefault((f.name, f.source, f.destination, f.policies), []).append(f"{f.port}/{f.protocol}")
+    phrases = []
+    for (name, src, dst, policies), on in ports.items():
+        by = ", ".join(p.removeprefix(f"{namespace}/") for p in policies)
+        phrases.append(f"{name} ({src} -> {dst} on {', '.join(on)})" + (f", isolated by {by}" if by else ""))
+    return phrases
 
 
 def verdict(report: VerifyReport, namespace: str, *, policies: int, deployments: int) -> st.Verdict:
@@ -87,7 +94,7 @@ def verdict(report: VerifyReport, namespace: str, *, policies: int, deployments:
     )  # fmt: skip
     messages = []
     if blocked:
-        messages.append(f"{len(blocked)} required flow(s) blocked: " + "; ".join(_describe(f) for f in blocked))
+        messages.append(f"{len(blocked)} required flow(s) blocked: " + "; ".join(_blocked(blocked, namespace)))
     if exposed:
         messages.append(
             f"no network policy isolates {', '.join(exposed)}; the default deny ({c.DENY_ALL_POLICY}) is missing "
