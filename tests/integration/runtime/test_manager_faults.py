@@ -136,14 +136,12 @@ async def harness(k8s: Client, test_namespace: str) -> AsyncIterator[Harness]:
 
 
 async def put(client: Client, namespace: str, name: str, value: str) -> None:
-    """Create the ConfigMap, or change its value."""
+    """Create the ConfigMap, or change its value (by a merge patch: faults injected on ``update`` are meant for
+    the reconcile's write, not for the test's own)."""
     try:
-        obj = await client.get(CONFIGMAPS, name, namespace)
+        await client.patch(CONFIGMAPS, name, {"data": {"value": value}}, namespace)
     except NotFound:
         await client.create(CONFIGMAPS, {"metadata": {"name": name, "namespace": namespace}, "data": {"value": value}})
-        return
-    obj["data"] = {"value": value}
-    await client.update(CONFIGMAPS, obj)
 
 
 async def reconciled(client: Client, namespace: str, name: str, value: str, timeout: float = WAIT) -> None:
@@ -188,27 +186,29 @@ async def test_throttled_and_failing_server_on_list_watch_and_write(
     harness: Harness, k8s: Client, test_namespace: str, faults: Faults, status: int
 ) -> None:
     retry_after = 1.0 if status == 429 else None
-    # The first two LISTs fail: the informer retries with backoff and the controller waits for the sync.
-    faults.fail_next(2, status, retry_after=retry_after, verb="list", resource="configmaps")
+    # The first LIST fails: the informer retries with backoff and the controller waits for the sync.
+    faults.fail_next(1, status, retry_after=retry_after, verb="list", resource="configmaps")
     await harness.start()
-    assert answered(faults, test_namespace, status, "list") == 2
+    assert answered(faults, test_namespace, status, "list") == 1
+    await put(k8s, test_namespace, "throttled", "1")
+    await reconciled(k8s, test_namespace, "throttled", "1")
 
-    # The next watch fails too (after we drop the current one), and so does the reconcile's first write.
+    # The next watch fails too (after we drop the current one), and so does the reconcile's next write.
     mark = len(faults.requests)
     faults.fail_next(1, status, retry_after=retry_after, verb="watch", resource="configmaps")
     faults.fail_next(1, status, retry_after=retry_after and 0.2, verb="update", resource="configmaps")
     faults.close_watches()
-    await put(k8s, test_namespace, "throttled", "1")
+    await put(k8s, test_namespace, "throttled", "2")
 
-    await reconciled(k8s, test_namespace, "throttled", "1")
+    await reconciled(k8s, test_namespace, "throttled", "2")
     assert answered(faults, test_namespace, status, "watch", since=mark) == 1
     assert answered(faults, test_namespace, status, "update", since=mark) == 1
     assert harness.count("controller_runtime_reconcile_total", result="error") >= 1
     await harness.assert_healthy()
 
     # The watch recovered: a later change still arrives.
-    await put(k8s, test_namespace, "throttled", "2")
-    await reconciled(k8s, test_namespace, "throttled", "2")
+    await put(k8s, test_namespace, "throttled", "3")
+    await reconciled(k8s, test_namespace, "throttled", "3")
     await harness.stop()
 
 
@@ -222,7 +222,7 @@ async def test_dropped_watches_are_resumed(harness: Harness, k8s: Client, test_n
         started = watches_started()
         faults.close_watches()
         # The server logs a watch only once it ends, so follow the informer's own count of watches started.
-        await eventually(lambda: watches_started() > started, "the informer to watch again")
+        await eventually(lambda started=started: watches_started() > started, "the informer to watch again")
         await asyncio.sleep(0.2)  # let the new watch reach the server before it is dropped too
     await put(k8s, test_namespace, "a", "2")
     await put(k8s, test_namespace, "b", "1")
