@@ -9,7 +9,7 @@ whose final state is unknown. Failures back off exponentially (0.8 s doubling to
 2 minutes without trouble).
 
 Beyond client-go, a watchdog restarts a watch that has delivered neither an event nor a bookmark for
-``inactivity_timeout`` seconds: the API server sends a bookmark about once a minute, so silence for longer than
+``inactivity_timeout`` seconds (up to 10% more, so that a busy stream does not move a timer per event): the API server sends a bookmark about once a minute, so silence for longer than
 that is the half-dead connection that kubernetes-asyncio and kopf users report as a stuck controller.
 
 Handlers are synchronous and run inline, in order, on the event loop: an event is in the store and delivered to
@@ -57,6 +57,7 @@ LIST_PAGE_SIZE = 500
 MIN_RESYNC_PERIOD = 1.0
 SHORT_WATCH = 1.0  # a watch that ends this fast with no events is a failure, not a clean close
 DEFAULT_INACTIVITY_TIMEOUT = 70.0
+WATCHDOG_SLACK = 1.1  # the watchdog fires after inactivity_timeout to inactivity_timeout * 1.1 of silence
 
 
 class ResourceEventHandler(Protocol):
@@ -449,7 +450,13 @@ class Informer:
             try:
                 async for event in stream:
                     if idle is not None:
-                        deadline.reschedule(loop.time() + idle)
+                        # Moving the deadline costs a timer cancel and create, so it moves by idle * SLACK at most
+                        # once per idle * (SLACK - 1): a watch is then restarted after idle to idle * SLACK of
+                        # silence, and a busy stream pays for a reschedule about once per 7 s, not per event.
+                        now = loop.time()
+                        when = deadline.when()
+                        if when is not None and when < now + idle:
+                            deadline.reschedule(now + idle * WATCHDOG_SLACK)
                     stats.events += 1
                     self._last_event = self._clock()
                     self._handle_event(event)

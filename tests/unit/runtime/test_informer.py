@@ -46,19 +46,30 @@ class ManualClock:
 
 
 class FakeSleep:
-    """Records every delay and returns at once, except delays in ``hold``: those wait for :meth:`fire`."""
+    """Records every delay and returns at once, except delays in ``hold``: those wait for :meth:`fire`.
 
-    def __init__(self, hold: tuple[float, ...] = ()) -> None:
+    With ``hold_backoff`` every other delay (the backoffs) waits too, for :meth:`fire_backoff`.
+    """
+
+    BACKOFF = -1.0
+
+    def __init__(self, hold: tuple[float, ...] = (), *, hold_backoff: bool = False) -> None:
         self.delays: list[float] = []
         self.hold = set(hold)
+        self.hold_backoff = hold_backoff
         self._gates: dict[float, asyncio.Queue[None]] = {}
 
     async def __call__(self, delay: float) -> None:
         self.delays.append(delay)
         if delay in self.hold:
             await self._gate(delay).get()
+        elif self.hold_backoff:
+            await self._gate(self.BACKOFF).get()
         else:
             await asyncio.sleep(0)
+
+    def fire_backoff(self) -> None:
+        self.fire(self.BACKOFF)
 
     def _gate(self, delay: float) -> asyncio.Queue[None]:
         return self._gates.setdefault(delay, asyncio.Queue())
@@ -481,12 +492,17 @@ async def test_list_429_honours_retry_after(server: FakeApiServer, clock: Manual
 
 
 async def test_wait_for_sync_times_out_while_the_list_keeps_failing(server: FakeApiServer, clock: ManualClock) -> None:
-    server.fail_next("list", 403, times=1000)
-    informer = make(server, clock, FakeSleep())
+    server.fail_next("list", 403, times=3)
+    sleep = FakeSleep(hold_backoff=True)
+    informer = make(server, clock, sleep)
     async with running(informer, sync=False):
-        assert await informer.wait_for_sync(0.05) is False
-        assert not informer.has_synced()
-        await eventually(lambda: len(server.lists()) >= 3, "retries")
+        for attempt in range(1, 4):
+            await eventually(lambda: len(sleep.delays) == attempt, "a backoff")  # noqa: B023
+            assert await informer.wait_for_sync(0.01) is False
+            assert not informer.has_synced()
+            sleep.fire_backoff()
+        assert await informer.wait_for_sync(10)
+    assert len(server.lists()) == 4
 
 
 # ---- watchdog and malformed input -------------------------------------------------------------------------
@@ -794,18 +810,18 @@ async def test_constructor_indexers_and_namespace_index(
 
 async def test_resync_waits_for_the_first_sync(server: FakeApiServer, clock: ManualClock) -> None:
     server.create(CM, configmap("a"))
-    server.fail_next("list", 500, times=1_000_000)
-    sleep = FakeSleep(hold=(3600.0,))
+    server.fail_next("list", 500)
+    sleep = FakeSleep(hold=(3600.0,), hold_backoff=True)
     informer = make(server, clock, sleep, resync_period=3600)
     rec = Recorder()
     informer.add_event_handler(rec)
     task = asyncio.create_task(informer.run())
     try:
-        await eventually(lambda: 3600.0 in sleep.delays, "the resync timer")
-        sleep.fire(3600.0)
+        await eventually(lambda: 3600.0 in sleep.delays and len(sleep.delays) == 2, "the timer and the backoff")
+        sleep.fire(3600.0)  # the informer is backing off from the failed list: not synced
         await eventually(lambda: sleep.delays.count(3600.0) == 2, "the next resync timer")
         assert not informer.has_synced()
-        server.faults.clear()
+        sleep.fire_backoff()
         assert await informer.wait_for_sync(10)
         assert rec.events == [("add", "default/a", True)]  # the tick before the sync replayed nothing
     finally:
