@@ -516,14 +516,18 @@ class Informer:
             return
         obj.setdefault("apiVersion", self.resource.api_version)
         obj.setdefault("kind", self.resource.kind)
-        if etype == "DELETED":
-            self.store.delete(obj)
+        try:
+            old = self.store.delete(obj) if etype == "DELETED" else self.store.add(obj)
+        except Exception as err:
+            # An index function raised (a bug in it, or an object it did not expect). Like client-go's watch
+            # handler, skip the event and keep the stream: the store is unchanged and a relist would fail alike.
+            self._malformed(f"event object rejected by an index function: {type(err).__name__}: {err}", event)
             self._resource_version = str(resource_version)
-            self._deliver_delete(obj, False)
             return
-        old = self.store.add(obj)
         self._resource_version = str(resource_version)
-        if old is None:
+        if etype == "DELETED":
+            self._deliver_delete(obj, False)
+        elif old is None:
             self._deliver_add(obj, False)
         else:
             self._deliver_update(old, obj)

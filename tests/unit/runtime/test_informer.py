@@ -835,3 +835,37 @@ def test_strip_managed_fields_tolerates_odd_objects() -> None:
     assert strip_managed_fields({"metadata": None}) == {"metadata": None}
     obj = {"metadata": {"name": "a", "managedFields": []}}
     assert strip_managed_fields(obj) is obj and obj == {"metadata": {"name": "a"}}
+
+
+async def test_without_a_watchdog_events_still_flow(
+    server: FakeApiServer, clock: ManualClock, sleep: FakeSleep
+) -> None:
+    informer = make(server, clock, sleep, inactivity_timeout=None)
+    async with running(informer):
+        server.create(CM, configmap("a"))
+        await eventually(lambda: "default/a" in informer.store, "the add")
+        await close_cleanly(server, clock)
+        server.create(CM, configmap("b"))
+        await eventually(lambda: "default/b" in informer.store, "the add on the resumed watch")
+    assert len(server.lists()) == 1 and sleep.delays == []
+
+
+async def test_an_index_function_that_raises_skips_that_event_only(
+    server: FakeApiServer, clock: ManualClock, sleep: FakeSleep
+) -> None:
+    def by_app(obj: JSON) -> list[str]:
+        return [obj["metadata"]["labels"]["app"]]  # KeyError for objects without the label
+
+    informer = make(server, clock, sleep, indexers={"app": by_app})
+    rec = Recorder()
+    informer.add_event_handler(rec)
+    before = metric("informer_malformed_events_total", resource="configmaps")
+    async with running(informer):
+        server.create(CM, configmap("unlabelled"))
+        server.create(CM, configmap("a", app="web"))
+        await eventually(lambda: "default/a" in informer.store, "the add after the rejected one")
+        server.delete(CM, "a", "default")
+        await eventually(lambda: "default/a" not in informer.store, "the delete")
+    assert rec.events == [("add", "default/a", False), ("delete", "default/a", False)]
+    assert len(server.watches()) == 1 and len(server.lists()) == 1
+    assert metric("informer_malformed_events_total", resource="configmaps") == before + 1
