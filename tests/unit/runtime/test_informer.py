@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from controller.runtime.informer import (
     LIST_PAGE_SIZE,
@@ -869,3 +870,41 @@ async def test_an_index_function_that_raises_skips_that_event_only(
     assert rec.events == [("add", "default/a", False), ("delete", "default/a", False)]
     assert len(server.watches()) == 1 and len(server.lists()) == 1
     assert metric("informer_malformed_events_total", resource="configmaps") == before + 1
+
+
+async def test_error_event_mid_stream_relists(server: FakeApiServer, clock: ManualClock, sleep: FakeSleep) -> None:
+    informer = make(server, clock, sleep)
+    async with running(informer):
+        await eventually(lambda: server.open_watches == 1, "the watch")
+        server.send_raw(b'{"type": "ERROR", "object": {"kind": "Status", "code": 500, "reason": "InternalError"}}')
+        await eventually(lambda: len(server.lists()) == 2, "the relist")
+        await eventually(lambda: server.open_watches == 1, "the watch after the relist")
+    assert len(sleep.delays) == 1
+
+
+async def test_failures_are_logged_with_their_class_and_what_to_do(
+    server: FakeApiServer, clock: ManualClock, sleep: FakeSleep
+) -> None:
+    server.fail_next("list", 404)
+    server.fail_next("list", 403)
+    informer = make(server, clock, sleep)
+    with structlog.testing.capture_logs() as logs:
+        async with running(informer):
+            pass
+    failures = [entry for entry in logs if entry["event"].startswith("informer list failed")]
+    assert [f["error_class"] for f in failures] == ["not_found", "forbidden"]
+    assert "CustomResourceDefinition" in failures[0]["event"]
+    assert "grant get, list and watch" in failures[1]["event"]
+    assert all(f["resource"] == "configmaps" and f["log_level"] == "warning" for f in failures)
+    assert [f["retry_in"] for f in failures] == [round(d, 3) for d in sleep.delays]
+
+
+async def test_last_event_age_is_exported(server: FakeApiServer, clock: ManualClock, sleep: FakeSleep) -> None:
+    informer = make(server, clock, sleep)
+    async with running(informer):
+        await eventually(lambda: server.open_watches == 1, "the watch")
+        clock.advance(4)
+        assert metric("informer_last_event_age_seconds", resource="configmaps") == pytest.approx(4.0)
+        server.bookmark()
+        await eventually(lambda: informer.last_event_age() == 0.0, "the bookmark")
+    assert metric("informer_last_event_age_seconds", resource="configmaps") == 0.0
