@@ -9,8 +9,9 @@ whose final state is unknown. Failures back off exponentially (0.8 s doubling to
 2 minutes without trouble).
 
 Beyond client-go, a watchdog restarts a watch that has delivered neither an event nor a bookmark for
-``inactivity_timeout`` seconds (up to 10% more, so that a busy stream does not move a timer per event): the API server sends a bookmark about once a minute, so silence for longer than
-that is the half-dead connection that kubernetes-asyncio and kopf users report as a stuck controller.
+``inactivity_timeout`` seconds (up to 10% more, so that a busy stream does not move a timer per event): the API
+server sends a bookmark about once a minute, so silence for longer than that is the half-dead connection that
+kubernetes-asyncio and kopf users report as a stuck controller.
 
 Handlers are synchronous and run inline, in order, on the event loop: an event is in the store and delivered to
 every handler before the next event is read, which gives per-informer ordering without per-handler buffers that
@@ -450,9 +451,9 @@ class Informer:
             try:
                 async for event in stream:
                     if idle is not None:
-                        # Moving the deadline costs a timer cancel and create, so it moves by idle * SLACK at most
-                        # once per idle * (SLACK - 1): a watch is then restarted after idle to idle * SLACK of
-                        # silence, and a busy stream pays for a reschedule about once per 7 s, not per event.
+                        # Moving the deadline costs a timer cancel and create, so it moves to idle * SLACK ahead
+                        # at most once per idle * (SLACK - 1) (7 s for the default 70 s), not once per event; a
+                        # watch is then restarted after idle to idle * SLACK seconds of silence.
                         now = loop.time()
                         when = deadline.when()
                         if when is not None and when < now + idle:
