@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -183,6 +184,22 @@ async def mark_deployments_available(client: Client, namespace: str) -> None:
         await asyncio.sleep(1.0)
 
 
+def busy_addresses(args: argparse.Namespace) -> list[str]:
+    """The metrics and probe addresses something else listens on (a shared machine often has 8080 taken)."""
+    busy = []
+    for addr in (args.metrics_bind_address, args.health_probe_bind_address):
+        if addr in ("", "0"):
+            continue
+        host, _, port = addr.rpartition(":")
+        try:
+            with socket.socket(socket.AF_INET) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((host.strip("[]") or "0.0.0.0", int(port)))
+        except (OSError, ValueError):
+            busy.append(addr)
+    return busy
+
+
 # ---- running -------------------------------------------------------------------------------------------------------
 
 
@@ -229,6 +246,11 @@ async def supervise(cmd: list[str], session: Session) -> int:
 
 
 async def run(args: argparse.Namespace, session: Session) -> int:
+    busy = busy_addresses(args)
+    if busy:
+        say(f"cannot listen on {', '.join(busy)}: in use (or invalid); choose free ports, e.g.")
+        print("    make run METRICS_ADDR=:18080 PROBE_ADDR=:18081", flush=True)
+        return 1
     kubeconfig = None if args.envtest else cluster_kubeconfig()
     if kubeconfig is not None:
         problem = await reachable(kubeconfig)
