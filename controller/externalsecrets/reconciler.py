@@ -43,6 +43,8 @@ Verifier = Callable[[JSON, Sequence[JSON], Environment], Awaitable[st.Verdict]]
 """Judges the applied policies (the ExternalSecretsConfig, the live policies, the environment)."""
 
 API_SERVER_SLICE_SELECTOR = f"{c.SERVICE_NAME_LABEL}={c.API_SERVER_SERVICE_NAME}"
+MAX_SUPERSEDED = 16
+"""How many of our own status writes the cache may lag behind and still be recognised as lagging."""
 
 
 class RetryError(Exception):
@@ -84,6 +86,10 @@ class ExternalSecretsConfigReconciler:
         self.events = events
         self.stages = list(stages) if stages is not None else default_stages()
         self.verifier = verifier
+        self._written: JSON | None = None
+        """The answer to our last status write: read-your-own-write for the next one (see ``_write_status``)."""
+        self._superseded: dict[str, None] = {}
+        """resourceVersions that our status writes replaced, the latest last (a bounded, ordered set)."""
 
     async def reconcile(self, request: Request) -> Outcome:
         if request.name != gv.SINGLETON_NAME or request.namespace:
@@ -149,8 +155,13 @@ class ExternalSecretsConfigReconciler:
             return st.Verdict("Unknown", "VerificationFailed", f"Could not verify the network policies: {err}")
 
     async def _write_status(self, esc: JSON, generation: int, verdicts: Mapping[str, st.Verdict]) -> None:
-        """Write the conditions through the status subresource, only when they change; re-read on conflict."""
+        """Write the conditions through the status subresource, only when they change; re-read on conflict.
+
+        The cache may not have seen our previous status write yet; then that write's answer is the base, so the
+        next write neither repeats it nor meets a certain conflict (anyone else's change still gives one)."""
         current = esc
+        if self._written is not None and _meta(esc).get("resourceVersion") in self._superseded:
+            current = self._written  # the cache shows a version that one of our writes replaced: it lags
         for _ in range(5):
             status = dict(current.get("status") or {})
             status["conditions"] = [dict(cond) for cond in status.get("conditions") or []]
@@ -158,7 +169,10 @@ class ExternalSecretsConfigReconciler:
                 return
             body = {**current, "status": status}
             try:
-                await self.client.update_status(EXTERNALSECRETSCONFIGS, body)
+                self._written = await self.client.update_status(EXTERNALSECRETSCONFIGS, body)
+                self._superseded[str(_meta(current).get("resourceVersion"))] = None
+                while len(self._superseded) > MAX_SUPERSEDED:
+                    del self._superseded[next(iter(self._superseded))]
                 return
             except errors.Conflict:
                 current = await self.client.get(EXTERNALSECRETSCONFIGS, gv.SINGLETON_NAME)
@@ -167,3 +181,7 @@ class ExternalSecretsConfigReconciler:
             except errors.NotFound:
                 return
         raise errors.Conflict(409, "Conflict", "status of ExternalSecretsConfig cluster kept changing")
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return obj.get("metadata") or {}

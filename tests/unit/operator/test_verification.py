@@ -42,6 +42,28 @@ def world(spec: JSON, platform: str = "openshift") -> tuple[FakeCache, Environme
     return FakeCache(client), env, [client.put(NETWORKPOLICIES, p) for p in policies]
 
 
+def put_config(client: FakeClient) -> None:
+    client.put(
+        EXTERNALSECRETSCONFIGS,
+        {"apiVersion": "operator.openshift.io/v1alpha1", "kind": "ExternalSecretsConfig",
+         "metadata": {"name": "cluster"}, "spec": {}},
+    )  # fmt: skip
+
+
+def verifying_reconciler(cache: FakeCache, env: Environment) -> ExternalSecretsConfigReconciler:
+    """A reconciler with no parts and the engine-based verifier, over ``cache`` (the ExternalSecretsConfig put)."""
+    if cache.client.stored(EXTERNALSECRETSCONFIGS, "cluster") is None:
+        put_config(cache.client)
+    return ExternalSecretsConfigReconciler(
+        cache.client,  # type: ignore[arg-type]
+        cache,
+        env,
+        Recorder(),
+        stages=[Stage([])],
+        verifier=NetworkPolicyVerifier(cache),
+    )
+
+
 @pytest.mark.parametrize("platform", ["openshift", "kubernetes"])
 @pytest.mark.parametrize("spec", [{}, BITWARDEN], ids=["default", "bitwarden"])
 async def test_the_built_policies_verify(spec: JSON, platform: str) -> None:
@@ -72,19 +94,7 @@ async def test_without_a_default_deny_the_pods_are_not_isolated() -> None:
 async def test_the_reconciler_sets_the_condition_without_writing_it_twice() -> None:
     cache, env, _ = world({})
     client = cache.client
-    client.put(
-        EXTERNALSECRETSCONFIGS,
-        {"apiVersion": "operator.openshift.io/v1alpha1", "kind": "ExternalSecretsConfig",
-         "metadata": {"name": "cluster"}, "spec": {}},
-    )  # fmt: skip
-    reconciler = ExternalSecretsConfigReconciler(
-        client,  # type: ignore[arg-type]
-        cache,
-        env,
-        Recorder(),
-        stages=[Stage([])],
-        verifier=NetworkPolicyVerifier(cache),
-    )
+    reconciler = verifying_reconciler(cache, env)
     await reconciler.reconcile(Request("", "cluster"))
     stored = client.stored(EXTERNALSECRETSCONFIGS, "cluster")
     assert stored is not None
@@ -93,3 +103,29 @@ async def test_the_reconciler_sets_the_condition_without_writing_it_twice() -> N
     writes = list(client.writes)
     await reconciler.reconcile(Request("", "cluster"))
     assert client.writes == writes
+
+
+async def test_a_status_write_the_cache_has_not_seen_is_the_base_of_the_next() -> None:
+    """The cache lags behind our own status write: the next write starts from it, with no conflict or re-read."""
+    cache, env, _ = world({})
+    client = cache.client
+    put_config(client)
+    stale = client.stored(EXTERNALSECRETSCONFIGS, "cluster")
+
+    class Lagging(FakeCache):
+        async def get(self, res: Any, name: str, namespace: str | None = None) -> JSON:
+            return dict(stale or {}) if res is EXTERNALSECRETSCONFIGS else await super().get(res, name, namespace)
+
+    reconciler = verifying_reconciler(Lagging(client), env)
+    await reconciler.reconcile(Request("", "cluster"))
+    client.objects.pop(("networkpolicies", env.operand_namespace, c.DNS_POLICY))  # the verdict turns False
+    reads = len(client.reads)
+    await reconciler.reconcile(Request("", "cluster"))
+    assert [w for w in client.writes if w[0] == "update/status"] == [("update/status", "cluster")] * 2
+    assert len(client.reads) == reads  # no re-read after a conflict
+    stored = client.stored(EXTERNALSECRETSCONFIGS, "cluster")
+    assert stored is not None
+    (cond,) = [x for x in stored["status"]["conditions"] if x["type"] == "NetworkPoliciesVerified"]
+    assert cond["status"] == "False"
+    await reconciler.reconcile(Request("", "cluster"))  # still lagging, nothing changed: no write
+    assert len([w for w in client.writes if w[0] == "update/status"]) == 2
