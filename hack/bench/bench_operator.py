@@ -32,11 +32,13 @@ from controller.externalsecrets.resources import EXTERNALSECRETSCONFIGS
 from controller.externalsecrets.wiring import add_to_manager, cache_scopes
 from controller.runtime import errors
 from controller.runtime.client import Client
+from controller.runtime.controller import Controller
 from controller.runtime.logging import configure_logging
 from controller.runtime.manager import Manager, ManagerOptions
 from controller.runtime.resources import NAMESPACES, NETWORKPOLICIES, SECRETS
 
 ROUNDS = 30
+QUIET = 0.02
 TARGET_RATIO = 1.5
 NS = "bench-external-secrets"
 BITWARDEN = (c.BITWARDEN_SERVER_POLICY, c.MAIN_CONTROLLER_TO_BITWARDEN_POLICY)
@@ -112,47 +114,86 @@ def _report(label: str, operator: list[float], floor: list[float]) -> None:
     )
 
 
-async def _set_bitwarden(k8s: Client, on: bool) -> None:
-    """Switch Bitwarden (with its TLS Secret, so the operand is healthy too); re-read when the operator's status
-    write wins the race, as a user's kubectl would."""
+def _bitwarden_spec(on: bool) -> JSON:
+    """Bitwarden on (with its TLS Secret, so the operand is healthy too) or off."""
     plugin: JSON = {"mode": "Enabled", "secretRef": {"name": BITWARDEN_TLS_SECRET}} if on else {"mode": "Disabled"}
+    return {"plugins": {"bitwardenSecretManagerProvider": plugin}}
+
+
+async def _set_spec(k8s: Client, spec: JSON, live: JSON | None = None) -> None:
+    """Replace the spec of ``live`` (read when not given, and re-read when the operator's status write won the
+    race, as a user's kubectl would)."""
     while True:
-        live = await k8s.get(EXTERNALSECRETSCONFIGS, "cluster")
-        live["spec"] = {"plugins": {"bitwardenSecretManagerProvider": plugin}}
+        live = live if live is not None else await k8s.get(EXTERNALSECRETSCONFIGS, "cluster")
         try:
-            await k8s.update(EXTERNALSECRETSCONFIGS, live)
+            await k8s.update(EXTERNALSECRETSCONFIGS, {**live, "spec": spec})
             return
         except errors.Conflict:
-            continue
+            live = None
 
 
-async def _timed(trigger: Callable[[], Awaitable[Any]], observer: Observer, check: Callable[[set[str]], bool]) -> float:
+async def _switch_bitwarden(k8s: Client, on: bool) -> Callable[[], Awaitable[None]]:
+    """The trigger of a convergence round, with the read that precedes a user's edit done before timing."""
+    live = await k8s.get(EXTERNALSECRETSCONFIGS, "cluster")
+    return lambda: _set_spec(k8s, _bitwarden_spec(on), live)
+
+
+Settle = Callable[[], Awaitable[None]]
+
+
+def settled(controller: Controller | None) -> Settle:
+    """Waits until ``controller`` (None: nothing) has had nothing queued or running for QUIET seconds, so each
+    trigger meets an idle operator, as a user's change does, rather than the tail of the previous round's
+    reconciles (the events of its own writes)."""
+
+    async def settle() -> None:
+        quiet_since = time.perf_counter()
+        while time.perf_counter() - quiet_since < QUIET:
+            await asyncio.sleep(QUIET / 10)
+            if controller is not None and (len(controller.queue) or controller.queue.processing):
+                quiet_since = time.perf_counter()
+
+    return settle
+
+
+async def _timed(
+    trigger: Callable[[], Awaitable[Any]], observer: Observer, check: Callable[[set[str]], bool], settle: Settle
+) -> float:
+    await settle()
     start = time.perf_counter()
     await trigger()
     return await observer.until(check) - start
 
 
-async def _operator_rounds(k8s: Client, observer: Observer) -> tuple[list[float], list[float]]:
+async def _operator_rounds(k8s: Client, observer: Observer, settle: Settle) -> tuple[list[float], list[float]]:
     convergence: list[float] = []
     repair: list[float] = []
     for _ in range(ROUNDS):
-        convergence.append(
-            await _timed(lambda: _set_bitwarden(k8s, True), observer, lambda n: all(b in n for b in BITWARDEN))
-        )
-        convergence.append(
-            await _timed(lambda: _set_bitwarden(k8s, False), observer, lambda n: not any(b in n for b in BITWARDEN))
-        )
+        for on in (True, False):
+            await settle()
+            trigger = await _switch_bitwarden(k8s, on)
+            convergence.append(await _timed(trigger, observer, lambda n, on=on: _bitwarden_in(n) == on, settle))
         old = observer.uids[c.DNS_POLICY]
         repair.append(
             await _timed(
-                lambda: k8s.delete(NETWORKPOLICIES, c.DNS_POLICY, NS), observer, observer.replaced(c.DNS_POLICY, old)
+                lambda: k8s.delete(NETWORKPOLICIES, c.DNS_POLICY, NS),
+                observer,
+                observer.replaced(c.DNS_POLICY, old),
+                settle,
             )
         )
-        await asyncio.sleep(0.02)
     return convergence, repair
 
 
-async def _floor_rounds(k8s: Client, observer: Observer, templates: dict[str, JSON]) -> tuple[list[float], list[float]]:
+def _bitwarden_in(names: set[str]) -> bool | None:
+    """True when both Bitwarden policies exist, False when neither does, None in between."""
+    present = {b in names for b in BITWARDEN}
+    return present.pop() if len(present) == 1 else None
+
+
+async def _floor_rounds(
+    k8s: Client, observer: Observer, templates: dict[str, JSON], settle: Settle
+) -> tuple[list[float], list[float]]:
     def fresh(name: str) -> JSON:
         obj = {k: v for k, v in templates[name].items() if k != "status"}
         meta = obj["metadata"]
@@ -172,10 +213,11 @@ async def _floor_rounds(k8s: Client, observer: Observer, templates: dict[str, JS
     convergence: list[float] = []
     repairs: list[float] = []
     for _ in range(ROUNDS):
-        convergence.append(await _timed(create_all, observer, lambda n: all(b in n for b in BITWARDEN)))
-        convergence.append(await _timed(delete_all, observer, lambda n: not any(b in n for b in BITWARDEN)))
+        convergence.append(await _timed(create_all, observer, lambda n: _bitwarden_in(n) is True, settle))
+        convergence.append(await _timed(delete_all, observer, lambda n: _bitwarden_in(n) is False, settle))
         # The floor's "repair" is only the re-create: the delete that precedes it is part of the trigger.
         old = observer.uids["floor-dns"]
+        await settle()
         start = time.perf_counter()
         await k8s.delete(NETWORKPOLICIES, "floor-dns", NS)
         await k8s.create(NETWORKPOLICIES, dns)
@@ -204,6 +246,7 @@ async def main() -> None:
             cache_scopes=cache_scopes(operand),
         )
         add_to_manager(manager, operand)
+        settle = settled(manager.controllers[c.CONTROLLER_NAME])
         run = asyncio.create_task(manager.start(handle_signals=False))
         observer = Observer(k8s)
         try:
@@ -217,9 +260,9 @@ async def main() -> None:
             )
             await observer.start()
             await observer.until(lambda n: c.DNS_POLICY in n and c.DENY_ALL_POLICY in n)
-            op_conv, op_repair = await _operator_rounds(k8s, observer)
-            await _set_bitwarden(k8s, True)
-            await observer.until(lambda n: all(b in n for b in BITWARDEN))
+            op_conv, op_repair = await _operator_rounds(k8s, observer, settle)
+            await _set_spec(k8s, _bitwarden_spec(True))
+            await observer.until(lambda n: _bitwarden_in(n) is True)
             templates = {p["metadata"]["name"]: p for p in (await k8s.list(NETWORKPOLICIES, NS))["items"]}
         finally:
             manager.stop()
@@ -229,10 +272,13 @@ async def main() -> None:
         for name in BITWARDEN:
             with contextlib.suppress(errors.NotFound):
                 await k8s.delete(NETWORKPOLICIES, name, NS)
-        await observer.until(lambda n: not any(b in n for b in BITWARDEN))
-        floor_conv, floor_repair = await _floor_rounds(k8s, observer, templates)
+        await observer.until(lambda n: _bitwarden_in(n) is False)
+        floor_conv, floor_repair = await _floor_rounds(k8s, observer, templates, settled(None))
         await observer.stop()
-        print(f"   {ROUNDS} rounds; convergence = Bitwarden on/off (2 policies), repair = 1 deleted policy")
+        print(
+            f"   {ROUNDS} rounds from a settled operator (idle for {QUIET * 1e3:.0f} ms); convergence = Bitwarden "
+            "on/off (2 policies, with the operand's Deployment, Service, ServiceAccount), repair = 1 deleted policy"
+        )
         _report("convergence", op_conv, floor_conv)
         _report("drift repair", op_repair, floor_repair)
     finally:

@@ -208,10 +208,13 @@ class NetworkPoliciesPart:
         )
 
     async def _read(self, ctx: PartContext, name: str, ns: str) -> JSON | None:
+        """From the cache. A miss is answered by a create, not a GET: a deleted policy (the drift that opens
+        traffic) is back after one request, and one that only lost its label fails the create with AlreadyExists
+        and is read and repaired then (see ``_write``)."""
         try:
             return await ctx.cache.get(NETWORKPOLICIES, name, ns)
         except errors.NotFound:
-            return await self._get(ctx, name, ns)
+            return None
 
     async def _get(self, ctx: PartContext, name: str, ns: str) -> JSON | None:
         try:

@@ -129,7 +129,11 @@ async def test_relabelled_policy_invisible_to_the_cache_is_found_by_name_and_rep
     world.client.put(NETWORKPOLICIES, policy)
     writes = len(world.client.writes)
     await world.reconcile()
-    assert world.client.writes[writes:] == [("update", "eso-sys-deny-all-traffic")]
+    # The cache misses it: the create meets AlreadyExists, the policy is read by name and repaired in place.
+    assert world.client.writes[writes:] == [
+        ("create", "eso-sys-deny-all-traffic"),
+        ("update", "eso-sys-deny-all-traffic"),
+    ]
     assert world.policies()["eso-sys-deny-all-traffic"]["metadata"]["labels"]["app"] == "external-secrets"
 
 
