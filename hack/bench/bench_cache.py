@@ -297,8 +297,9 @@ async def _raw_list(env: Environment) -> float:
     return elapsed
 
 
-async def _pipeline(env: Environment, round_no: int) -> tuple[float, float]:
-    """Seconds until the cache synced and until every object was reconciled, from a cold start."""
+async def _pipeline(env: Environment, round_no: int) -> tuple[float, float, float, float]:
+    """Seconds until the cache synced and until every object was reconciled, from a cold start; then seconds
+    to read every object once with ``cache.get`` and to read them all with one ``cache.list``."""
     done = asyncio.Event()
     seen = 0
 
@@ -320,12 +321,22 @@ async def _pipeline(env: Environment, round_no: int) -> tuple[float, float]:
         synced = time.perf_counter() - start
         await asyncio.wait_for(done.wait(), 60)
         finished = time.perf_counter() - start
+        names = [f"cm-{i:05d}" for i in range(FLOW_OBJECTS)]
+        gc.collect()
+        t = time.perf_counter()
+        for name in names:
+            await cache.get(CONFIGMAPS, name, NAMESPACE)
+        gets = time.perf_counter() - t
+        gc.collect()
+        t = time.perf_counter()
+        assert len(await cache.list(CONFIGMAPS, NAMESPACE)) == FLOW_OBJECTS
+        lists = time.perf_counter() - t
     finally:
         for task in (controller_task, cache_task):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    return synced, finished
+    return synced, finished, gets, lists
 
 
 async def _throughput() -> None:
@@ -344,14 +355,14 @@ async def _throughput() -> None:
         create_s = time.perf_counter() - t
         size = len(orjson.dumps((await client.list(CONFIGMAPS, NAMESPACE, limit=1))["items"][0]))
 
-        raw = synced = finished = float("inf")
+        raw = synced = finished = gets = lists = float("inf")
         await _raw_list(env)  # warm the connection and the server's encoders
         for round_no in range(FLOW_ROUNDS):
             gc.collect()
             raw = min(raw, await _raw_list(env))
             gc.collect()
-            s, f = await _pipeline(env, round_no)
-            synced, finished = min(synced, s), min(finished, f)
+            s, f, g, li = await _pipeline(env, round_no)
+            synced, finished, gets, lists = min(synced, s), min(finished, f), min(gets, g), min(lists, li)
         n = FLOW_OBJECTS
         print(f"   flow: {n:,} ConfigMaps of ~{size / 1000:.1f} KB (with managedFields) on the in-process API "
               f"server (created at {n / create_s:,.0f}/s)")  # fmt: skip
@@ -360,6 +371,10 @@ async def _throughput() -> None:
               f"{raw / synced:.2f}")  # fmt: skip
         print(f"   list + cache + no-op reconcile:   {n / finished:>9,.0f} objects/s   ratio to raw LIST "
               f"{raw / finished:.2f}   (best of {FLOW_ROUNDS} interleaved rounds)")  # fmt: skip
+        print(f"   cache.get of each object (a copy): {n / gets:>9,.0f} objects/s   ratio to raw LIST "
+              f"{raw / gets:.2f}")  # fmt: skip
+        print(f"   cache.list of the namespace:       {n / lists:>9,.0f} objects/s   ratio to raw LIST "
+              f"{raw / lists:.2f}")  # fmt: skip
     finally:
         await env.stop()
 
