@@ -62,9 +62,15 @@ class Outcome:
     requeue_after: float | None = None
 
 
-def default_stages(validator: Validator | None = upstream_validator) -> list[Stage]:
-    """The namespace first, then the network policies (``wiring`` adds the operand beside them)."""
-    return [Stage([NamespacePart()]), Stage([NetworkPoliciesPart(validator)])]
+def default_stages(validator: Validator | None = upstream_validator, operand: Part | None = None) -> list[Stage]:
+    """The namespace first, then the network policies, then (when given) the operand.
+
+    The operand comes after the policies: its writes never delay the policy writes that repair drift or follow
+    a spec change, and the default deny and the allow policies exist before any operand pod can start."""
+    stages = [Stage([NamespacePart()]), Stage([NetworkPoliciesPart(validator)])]
+    if operand is not None:
+        stages.append(Stage([operand]))
+    return stages
 
 
 class ExternalSecretsConfigReconciler:

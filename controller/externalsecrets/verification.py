@@ -10,6 +10,11 @@ out: its namespace's policies are static manifests, not the operator's to reconc
   default deny, selects it), with a one-line summary;
 - False naming each blocked required flow and the policies that decided it, or the pods no policy isolates.
 
+The engine runs only when something it reads changed: the verdict is kept with the versions (uid and
+resourceVersion) of every object it was computed from and the environment's facts, and a reconcile that finds
+the same versions reuses it. Most reconciles are woken by objects the verdict does not read (the operand's
+Services, Secrets, RBAC) or repeat the previous one's inputs.
+
 Policies of other namespaces (the DNS or monitoring namespaces) are not in the cache and not judged, and
 unmanaged policies in the operand namespace can only open more: neither can turn a verdict here to True falsely
 for the flows this operator controls.
@@ -17,7 +22,7 @@ for the flows this operator controls.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from controller.externalsecrets import constants as c
@@ -42,6 +47,8 @@ class NetworkPolicyVerifier:
 
     def __init__(self, cache: Reader) -> None:
         self.cache = cache
+        self._last: tuple[Hashable, st.Verdict] | None = None
+        """The inputs of the last verdict (see ``_inputs``) and the verdict."""
 
     async def __call__(self, esc: JSON, policies: Sequence[JSON], env: Environment) -> st.Verdict:
         ns = env.operand_namespace
@@ -53,6 +60,22 @@ class NetworkPolicyVerifier:
             namespaces = [await self.cache.get(NAMESPACES, ns)]
         except errors.NotFound:
             namespaces = []
+        inputs = _inputs(env, namespaces, deployments, policies, slices)
+        if self._last is not None and self._last[0] == inputs:
+            return self._last[1]
+        result = self._judge(env, namespaces, deployments, policies, slices)
+        self._last = (inputs, result)
+        return result
+
+    def _judge(
+        self,
+        env: Environment,
+        namespaces: list[JSON],
+        deployments: Sequence[JSON],
+        policies: Sequence[JSON],
+        slices: Sequence[JSON],
+    ) -> st.Verdict:
+        ns = env.operand_namespace
         report = verify_objects(
             namespaces,
             [],
@@ -64,6 +87,23 @@ class NetworkPolicyVerifier:
             platform=env.platform,
         )
         return verdict(report, ns, policies=len(policies), deployments=len(deployments))
+
+
+def _versions(objects: Iterable[Mapping[str, Any]]) -> frozenset[tuple[str, str, str, str]]:
+    """Each object's identity and version: equal sets mean the same objects with the same contents."""
+    out = set()
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        out.add(
+            (str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid")), str(meta.get("resourceVersion")))
+        )
+    return frozenset(out)
+
+
+def _inputs(env: Environment, *groups: Iterable[Mapping[str, Any]]) -> Hashable:
+    """What a verdict depends on: the environment's facts the engine uses and the versions of the objects."""
+    facts = (env.operand_namespace, env.platform, tuple(env.monitoring_namespaces), tuple(env.api_server_ports))
+    return (facts, *(_versions(group) for group in groups))
 
 
 def _involves(flow: FlowResult, namespace: str) -> bool:

@@ -10,8 +10,9 @@ Watches (every event maps to the one request ``cluster``):
 - the operand's objects (ServiceAccounts, RBAC, Services, Secrets, Deployments with their status, webhook
   configurations), cert-manager's CRDs and its issuers (see ``operand.wiring``).
 
-Stages: the Namespace first, then the network policies and the operand side by side, so neither waits for or is
-stopped by the other. After the parts, the default verifier judges the applied policies with the NetworkPolicy
+Stages (``reconciler.default_stages``): the Namespace, then the network policies, then the operand, so the
+operand's writes never delay a policy write and the default deny exists before any operand pod starts; a part
+that fails is reported and the next stage still runs. After the parts, the default verifier judges the applied policies with the NetworkPolicy
 engine (``verification``) and sets NetworkPoliciesVerified.
 """
 
@@ -24,13 +25,12 @@ from controller.externalsecrets import constants as c
 from controller.externalsecrets.environment import Environment
 from controller.externalsecrets.operand.images import Images
 from controller.externalsecrets.operand.wiring import OperandWiring, operand_cache_scopes
-from controller.externalsecrets.parts import Stage
-from controller.externalsecrets.parts.namespace import NamespacePart
-from controller.externalsecrets.parts.networkpolicies import NetworkPoliciesPart, Validator, upstream_validator
+from controller.externalsecrets.parts.networkpolicies import Validator, upstream_validator
 from controller.externalsecrets.reconciler import (
     API_SERVER_SLICE_SELECTOR,
     ExternalSecretsConfigReconciler,
     Verifier,
+    default_stages,
 )
 from controller.externalsecrets.resources import EXTERNALSECRETSCONFIGS
 from controller.externalsecrets.verification import NetworkPolicyVerifier
@@ -81,7 +81,7 @@ def add_to_manager(
         manager.cache,
         env,
         manager.event_recorder(c.OPERATOR_NAME),
-        stages=[Stage([NamespacePart()]), Stage([NetworkPoliciesPart(validator), operand.part])],
+        stages=default_stages(validator, operand.part),
         verifier=verifier if verify else None,
     )
 

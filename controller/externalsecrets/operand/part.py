@@ -7,6 +7,11 @@ never cause a write, and an unchanged world costs no request. Our desired-hash a
 subset test misses, a field we no longer set (see :mod:`.desired`); apply then removes it. Apply needs no
 read-before-create either, so an object that fell out of the cache (its ``app`` label removed) is just restored.
 
+Two memos keep a reconcile that changes nothing cheap (every event of the operand's objects, our own writes
+included, brings one): the desired objects are rebuilt only when their inputs (spec, environment, owner) change,
+and a live object already found to hold everything we build is not compared again while neither its
+resourceVersion nor our desired-hash changes.
+
 Failures are reported, never raised: a missing cert-manager, a missing Issuer or a rejected object ends in the
 Degraded condition with a message naming it; transient API errors make the reconcile retry. Everything that can
 be applied is applied meanwhile, and the network policies (another part) are untouched by any of it.
@@ -32,8 +37,13 @@ from controller.externalsecrets.operand.certificates import (
     check_issuer,
     missing_cert_manager_crds,
 )
-from controller.externalsecrets.operand.context import spec_issuer_ref
-from controller.externalsecrets.operand.desired import desired_operand_objects, key_of, stale_identities
+from controller.externalsecrets.operand.context import Desired, spec_issuer_ref
+from controller.externalsecrets.operand.desired import (
+    HASH_ANNOTATION,
+    desired_operand_objects,
+    key_of,
+    stale_identities,
+)
 from controller.externalsecrets.operand.images import Images
 from controller.externalsecrets.operand.status import deployment_unavailable_reason
 from controller.externalsecrets.parts import PartContext, PartResult
@@ -82,19 +92,15 @@ class OperandPart:
         self.images = images if images is not None else Images.from_environment()
         self.assets = assets if assets is not None else Assets()
         self.crds = crds
+        self._built: tuple[tuple[str | None, ...], list[Desired]] | None = None
+        """The inputs of the last build and its objects (never modified after the build)."""
+        self._in_place: dict[n.ObjectKey, tuple[str, str, str]] = {}
+        """Per object: (desired hash, live uid, live resourceVersion) of the last live object that held it all."""
 
     async def reconcile(self, ctx: PartContext) -> PartResult:
         result = PartResult(self.name)
         ns = ctx.env.operand_namespace
-        desired = desired_operand_objects(
-            ctx.spec,
-            namespace=ns,
-            images=self.images,
-            platform=ctx.env.platform,
-            owner=ctx.owner,
-            default_proxy=ctx.env.default_proxy,
-            assets=self.assets,
-        )
+        desired = self._desired(ctx)
         certificates_served = await self._check_prerequisites(ctx, result)
         applicable = [d for d in desired if d[0] is not n.CERTIFICATES or certificates_served]
         first = [d for d in applicable if d[0] is not VALIDATINGWEBHOOKCONFIGURATIONS]
@@ -105,6 +111,49 @@ class OperandPart:
         await self._prune(ctx, stale_identities(desired, ns), certificates_served, result)
         _summarize(result, applied, expected=len(desired))
         return result
+
+    def _desired(self, ctx: PartContext) -> list[Desired]:
+        """The desired objects, rebuilt only when an input of the build changed."""
+        meta = ctx.owner.get("metadata") or {}
+        proxy = ctx.env.default_proxy
+        inputs = (
+            ctx.spec.model_dump_json(),
+            ctx.env.operand_namespace,
+            ctx.env.platform,
+            proxy.model_dump_json() if proxy is not None else None,
+            str(ctx.owner.get("apiVersion")),
+            str(ctx.owner.get("kind")),
+            str(meta.get("name")),
+            str(meta.get("uid")),
+        )
+        if self._built is None or self._built[0] != inputs:
+            desired = desired_operand_objects(
+                ctx.spec,
+                namespace=ctx.env.operand_namespace,
+                images=self.images,
+                platform=ctx.env.platform,
+                owner=ctx.owner,
+                default_proxy=proxy,
+                assets=self.assets,
+            )
+            self._built = (inputs, desired)
+        return self._built[1]
+
+    def _holds(self, key: n.ObjectKey, desired: JSON, live: JSON) -> bool:
+        """Whether ``live`` holds every field of ``desired``, compared once per live and desired version."""
+        meta = live.get("metadata") or {}
+        version = (
+            str((desired["metadata"].get("annotations") or {}).get(HASH_ANNOTATION)),
+            str(meta.get("uid")),
+            str(meta.get("resourceVersion")),
+        )
+        if self._in_place.get(key) == version:
+            return True
+        if not is_subset(desired, live):
+            self._in_place.pop(key, None)
+            return False
+        self._in_place[key] = version
+        return True
 
     # ---- prerequisites -------------------------------------------------------------------------------------------
 
@@ -151,7 +200,7 @@ class OperandPart:
                         ),
                     )
                     return Applied(key, "failed")
-                if is_subset(desired, live):
+                if self._holds(key, desired, live):
                     return Applied(key, "unchanged", live)
             written = await ctx.client.apply(res, desired, field_manager=c.FIELD_MANAGER, force=True)
         except errors.Invalid as err:

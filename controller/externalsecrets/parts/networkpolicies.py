@@ -223,38 +223,45 @@ class NetworkPoliciesPart:
             return None
 
     async def _prune(self, ctx: PartContext, desired: DesiredPolicies, uid: str, result: PartResult) -> None:
-        """Delete our stale eso-sys-/eso-user- policies; anything without our managed-by label is never touched."""
+        """Delete our stale eso-sys-/eso-user- policies, concurrently (as the creates and updates are); anything
+        without our managed-by label is never touched."""
         operand_ns = ctx.env.operand_namespace
+        stale = []
         for live in await ctx.cache.list(NETWORKPOLICIES, None, label_selector=c.MANAGED_SELECTOR):
             meta = live.get("metadata") or {}
-            name, ns = str(meta.get("name", "")), str(meta.get("namespace", ""))
+            ns = str(meta.get("namespace", ""))
             if not is_managed(live):
                 continue
-            if ns == operand_ns and name in desired.keep:
+            if ns == operand_ns and str(meta.get("name", "")) in desired.keep:
                 continue
             if ns != operand_ns and not is_controlled_by(live, uid):
                 continue  # another namespace: only what our ExternalSecretsConfig controls (a moved operand)
-            try:
-                await ctx.client.delete(NETWORKPOLICIES, name, ns, preconditions={"uid": str(meta.get("uid", ""))})
-            except errors.NotFound:
-                continue
-            except errors.Conflict:
-                continue  # re-created meanwhile under the same name: the next event decides again
-            except errors.Forbidden as err:
-                result.problems.append(
-                    Problem(
-                        f"NetworkPolicy {ns}/{name}",
-                        "Forbidden",
-                        f"the operator may not delete stale NetworkPolicy {ns}/{name}: {err.message}; grant its "
-                        "ServiceAccount delete on networkpolicies (config/rbac)",
-                    )
+            stale.append(meta)
+        await asyncio.gather(*(self._delete(ctx, meta, result) for meta in stale))
+
+    async def _delete(self, ctx: PartContext, meta: Mapping[str, Any], result: PartResult) -> None:
+        name, ns = str(meta.get("name", "")), str(meta.get("namespace", ""))
+        try:
+            await ctx.client.delete(NETWORKPOLICIES, name, ns, preconditions={"uid": str(meta.get("uid", ""))})
+        except errors.NotFound:
+            return
+        except errors.Conflict:
+            return  # re-created meanwhile under the same name: the next event decides again
+        except errors.Forbidden as err:
+            result.problems.append(
+                Problem(
+                    f"NetworkPolicy {ns}/{name}",
+                    "Forbidden",
+                    f"the operator may not delete stale NetworkPolicy {ns}/{name}: {err.message}; grant its "
+                    "ServiceAccount delete on networkpolicies (config/rbac)",
                 )
-                result.requeue_after = 60.0
-                continue
-            except errors.ApiError as err:
-                result.errors.append(err)
-                continue
-            await emit(ctx, "Normal", "NetworkPolicyDeleted", f"Deleted stale NetworkPolicy {ns}/{name}")
+            )
+            result.requeue_after = 60.0
+            return
+        except errors.ApiError as err:
+            result.errors.append(err)
+            return
+        await emit(ctx, "Normal", "NetworkPolicyDeleted", f"Deleted stale NetworkPolicy {ns}/{name}")
 
 
 def is_managed(policy: Mapping[str, Any]) -> bool:

@@ -26,10 +26,7 @@ from controller.externalsecrets.operand import names as n
 from controller.externalsecrets.operand.certificates import CERT_MANAGER_CRDS
 from controller.externalsecrets.operand.images import Images
 from controller.externalsecrets.operand.part import OperandPart
-from controller.externalsecrets.parts import Stage
-from controller.externalsecrets.parts.namespace import NamespacePart
-from controller.externalsecrets.parts.networkpolicies import NetworkPoliciesPart
-from controller.externalsecrets.reconciler import ExternalSecretsConfigReconciler
+from controller.externalsecrets.reconciler import ExternalSecretsConfigReconciler, default_stages
 from controller.externalsecrets.resources import EXTERNALSECRETSCONFIGS
 from controller.runtime import errors
 from controller.runtime.client import Client
@@ -178,7 +175,7 @@ class OperandWorld:
             LabelScopedReader(client),
             self.env,
             self.recorder,
-            stages=[Stage([NamespacePart()]), Stage([NetworkPoliciesPart(), self.part])],
+            stages=default_stages(operand=self.part),
         )
         self.created_crds: list[str] = []
 
