@@ -134,12 +134,19 @@ async def check_issuer(client: ObjectReader, ref: IssuerRef, namespace: str) -> 
     return None
 
 
+def bitwarden_secret_name(spec: ExternalSecretsConfigSpec) -> str | None:
+    """The user's TLS Secret for the bitwarden-sdk-server, while Bitwarden is enabled and one is named."""
+    if not spec.bitwarden_enabled:
+        return None
+    bw = spec.plugins.bitwarden_secret_manager_provider if spec.plugins else None
+    return bw.secret_ref.name if bw is not None and bw.secret_ref is not None else None
+
+
 async def check_bitwarden_tls(spec: ExternalSecretsConfigSpec, namespace: str, client: ObjectReader) -> Problem | None:
     """A problem when the bitwarden-sdk-server would have no TLS certificate."""
     if not spec.bitwarden_enabled:
         return None
-    bw = spec.plugins.bitwarden_secret_manager_provider if spec.plugins else None
-    name = bw.secret_ref.name if bw is not None and bw.secret_ref is not None else None
+    name = bitwarden_secret_name(spec)
     if name is None:
         if spec.cert_manager_enabled:
             return None  # cert-manager issues bitwarden-tls-certs

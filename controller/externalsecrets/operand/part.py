@@ -32,6 +32,7 @@ from controller.externalsecrets.operand import names as n
 from controller.externalsecrets.operand.assets import Assets
 from controller.externalsecrets.operand.certificates import (
     ObjectReader,
+    bitwarden_secret_name,
     cert_manager_missing_problem,
     check_bitwarden_tls,
     check_issuer,
@@ -46,6 +47,7 @@ from controller.externalsecrets.operand.desired import (
 )
 from controller.externalsecrets.operand.images import Images
 from controller.externalsecrets.operand.status import deployment_unavailable_reason
+from controller.externalsecrets.operand.watches import SecretRefWatch
 from controller.externalsecrets.parts import PartContext, PartResult
 from controller.externalsecrets.parts.events import emit
 from controller.runtime import errors
@@ -86,12 +88,16 @@ class OperandPart:
         *,
         crds: ObjectReader | None = None,
         assets: Assets | None = None,
+        secrets: SecretRefWatch | None = None,
     ) -> None:
         """``images`` default to the RELATED_IMAGE_* environment. ``crds`` reads CustomResourceDefinitions (a
-        watch's store, so checking for cert-manager costs no request); without it the client reads them."""
+        watch's store, so checking for cert-manager costs no request); without it the client reads them.
+        ``secrets`` watches the Bitwarden TLS Secret that the spec names (the part tells it which), so checking it
+        costs no request either; without it the client reads it on every reconcile."""
         self.images = images if images is not None else Images.from_environment()
         self.assets = assets if assets is not None else Assets()
         self.crds = crds
+        self.secrets = secrets
         self._built: tuple[tuple[str | None, ...], list[Desired]] | None = None
         """The inputs of the last build and its objects (never modified after the build)."""
         self._in_place: dict[n.ObjectKey, tuple[str, str, str]] = {}
@@ -169,7 +175,11 @@ class OperandPart:
             _problem(result, cert_manager_missing_problem(missing))
         elif ctx.spec.cert_manager_enabled and ref is not None:
             await _check(result, check_issuer(ctx.client, ref, ctx.env.operand_namespace))
-        await _check(result, check_bitwarden_tls(ctx.spec, ctx.env.operand_namespace, ctx.client))
+        tls_reader: ObjectReader = ctx.client
+        if self.secrets is not None:
+            self.secrets.follow(bitwarden_secret_name(ctx.spec))
+            tls_reader = self.secrets
+        await _check(result, check_bitwarden_tls(ctx.spec, ctx.env.operand_namespace, tls_reader))
         return f"{n.CERTIFICATES.plural}.{n.CERT_MANAGER_GROUP}" not in missing
 
     # ---- apply ---------------------------------------------------------------------------------------------------

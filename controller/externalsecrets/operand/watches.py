@@ -172,3 +172,129 @@ class CertManagerWatch:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _metadata_only(obj: JSON) -> JSON:
+    """Keep a watched Secret's identity, never its data: presence is all the operator asks of it."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {"apiVersion": obj.get("apiVersion", "v1"), "kind": obj.get("kind", "Secret"), "metadata": meta}
+
+
+class SecretRefWatch:
+    """Whether the Secret that a spec field names (the Bitwarden TLS Secret) exists, from a watch of that one name.
+
+    The manager's cache holds only the Secrets we label, and a user's Secret carries no label of ours, so checking
+    it would cost a GET on every reconcile. Instead the part tells this watch which name the spec references
+    (:meth:`follow`) and its runnable keeps one informer on the operand namespace narrowed by the field selector
+    ``metadata.name=<name>``, replacing it when the name changes. The informer keeps metadata only (no key
+    material in memory). Its events call the subscribers, so creating or deleting the Secret later brings a
+    reconcile at once (the Degraded problem clears without waiting for a periodic recheck).
+
+    :meth:`get` serves reads of the followed name from the watch once it has synced; anything else (another name,
+    the watch not started or not yet synced) is read from the API server, as before.
+    """
+
+    def __init__(
+        self, client: Client, res: Resource, namespace: str, *, informers: InformerFactory | None = None
+    ) -> None:
+        self.client = client
+        self.resource = res
+        self.namespace = namespace
+        self._new_informer: InformerFactory = informers or (lambda r, opts: Informer(client, r, **opts))
+        self._subscribers: list[Notify] = []
+        self._wanted: str | None = None
+        self._changed = asyncio.Event()
+        self._current: tuple[str, WatchInformer, asyncio.Task[None]] | None = None
+        self._objects: dict[str, JSON] = {}
+        """The followed name's object while it exists, as the current informer reports it."""
+
+    def subscribe(self, callback: Notify) -> None:
+        """Call ``callback`` (quick, non-blocking) whenever the followed Secret is added, changed or deleted."""
+        self._subscribers.append(callback)
+
+    def follow(self, name: str | None) -> None:
+        """Watch ``name`` from now on (None: nothing); cheap when it is already the followed name."""
+        if name != self._wanted:
+            self._wanted = name
+            self._changed.set()
+
+    @property
+    def watching(self) -> str | None:
+        """The name the running informer watches (None when none runs)."""
+        return self._current[0] if self._current is not None else None
+
+    async def get(self, res: Resource, name: str, namespace: str | None = None) -> JSON:
+        current = self._current
+        if (
+            res == self.resource
+            and namespace == self.namespace
+            and current is not None
+            and current[0] == name
+            and current[1].has_synced()
+        ):
+            obj = self._objects.get(name)
+            if obj is None:
+                raise errors.NotFound(404, "NotFound", f'{res.plural} "{name}" not found')
+            return obj
+        return await self.client.get(res, name, namespace)
+
+    async def run(self) -> None:
+        """Keep the informer on the followed name until cancelled."""
+        try:
+            while True:
+                await self._changed.wait()
+                self._changed.clear()
+                if self.watching != self._wanted:
+                    await self._stop()
+                    if self._wanted is not None:
+                        self._start(self._wanted)
+        finally:
+            await self._stop()
+
+    def _start(self, name: str) -> None:
+        informer = self._new_informer(
+            self.resource,
+            {"namespace": self.namespace, "field_selector": f"metadata.name={name}", "transform": _metadata_only},
+        )
+        informer.add_event_handler(_Tracker(self, name))
+        self._current = (name, informer, asyncio.create_task(informer.run(), name=f"watch {self.resource} {name}"))
+
+    async def _stop(self) -> None:
+        if self._current is None:
+            return
+        _, _, task = self._current
+        self._current = None
+        self._objects.clear()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def _seen(self, name: str, obj: JSON | None) -> None:
+        if self.watching != name:
+            return  # a late event of a replaced informer
+        if obj is None:
+            self._objects.pop(name, None)
+        else:
+            self._objects[name] = obj
+        for callback in self._subscribers:
+            try:
+                callback()
+            except Exception:  # a subscriber's bug must not stop the watch
+                log.exception("secret watch subscriber failed")
+
+
+class _Tracker:
+    """Informer events of the followed Secret into :class:`SecretRefWatch`."""
+
+    def __init__(self, watch: SecretRefWatch, name: str) -> None:
+        self._watch = watch
+        self._name = name
+
+    def on_add(self, obj: JSON, is_initial_list: bool) -> None:
+        self._watch._seen(self._name, obj)
+
+    def on_update(self, old: JSON, new: JSON) -> None:
+        self._watch._seen(self._name, new)
+
+    def on_delete(self, obj: JSON, final_state_unknown: bool) -> None:
+        self._watch._seen(self._name, None)

@@ -7,6 +7,8 @@
   one request ``cluster``; an object that loses its label leaves the cache, which the informer reports as a
   deletion, so relabelling is repaired too.
 - cert-manager's CRDs and issuers are watched by :class:`CertManagerWatch`, started and stopped with their CRDs.
+- The user's Bitwarden TLS Secret (unlabelled, so not in the cache) is watched by name by :class:`SecretRefWatch`:
+  the part reads it without a request and its creation or deletion wakes the reconciler.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from controller.externalsecrets import constants as c
 from controller.externalsecrets.environment import Environment
 from controller.externalsecrets.operand.images import Images
 from controller.externalsecrets.operand.part import OperandPart
-from controller.externalsecrets.operand.watches import CertManagerWatch
+from controller.externalsecrets.operand.watches import CertManagerWatch, SecretRefWatch
 from controller.runtime.cache import CacheScope
 from controller.runtime.controller import Controller
 from controller.runtime.manager import Manager
@@ -53,12 +55,15 @@ class OperandWiring:
     def __init__(self, manager: Manager, env: Environment, images: Images | None = None) -> None:
         self.manager = manager
         self.cert_manager = CertManagerWatch(manager.client, env.operand_namespace)
-        self.part = OperandPart(images, crds=self.cert_manager)
+        self.secrets = SecretRefWatch(manager.client, SECRETS, env.operand_namespace)
+        self.part = OperandPart(images, crds=self.cert_manager, secrets=self.secrets)
 
     def watch(self, controller: Controller, handler: Any, request: Request) -> None:
-        """Map every change of an operand object, CRD or issuer to ``request`` (``handler`` maps informer events;
-        the cert-manager watch enqueues ``request`` itself)."""
+        """Map every change of an operand object, CRD, issuer or the Bitwarden TLS Secret to ``request``
+        (``handler`` maps informer events; the cert-manager and Secret watches enqueue ``request`` themselves)."""
         for res in (*NAMESPACED_KINDS, *CLUSTER_KINDS):
             controller.watch(self.manager.cache.informer_for(res), handler)
         self.cert_manager.subscribe(lambda: controller.queue.add(request))
         self.manager.add_runnable(self.cert_manager.run, need_leader_election=False)
+        self.secrets.subscribe(lambda: controller.queue.add(request))
+        self.manager.add_runnable(self.secrets.run, need_leader_election=False)

@@ -49,15 +49,19 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0
 
 
 class CountingClient(Client):
-    """A client that records every write request it makes (method and path), for the no-write assertions."""
+    """A client that records every write request it makes (method and path), for the no-write assertions, and
+    every GET path, for the no-read ones."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.writes: list[tuple[str, str]] = []
+        self.gets: list[str] = []
 
     async def request(self, method: str, path: str, **kwargs: Any) -> JSON:
         if method in WRITE_METHODS:
             self.writes.append((method, path))
+        elif method == "GET":
+            self.gets.append(path)
         return await super().request(method, path, **kwargs)
 
 

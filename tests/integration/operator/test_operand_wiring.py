@@ -15,7 +15,7 @@ from controller.externalsecrets.resources import EXTERNALSECRETSCONFIGS
 from controller.netpol.engine import Engine
 from controller.netpol.model import Namespace, Pod
 from controller.runtime.client import Client
-from controller.runtime.resources import DEPLOYMENTS, EVENTS, NETWORKPOLICIES
+from controller.runtime.resources import DEPLOYMENTS, EVENTS, NETWORKPOLICIES, SECRETS
 from tests.integration.operator.conftest import (
     BITWARDEN_TLS_SECRET,
     Operator,
@@ -159,3 +159,33 @@ async def test_python_m_controller_installs_the_operand_with_the_related_images(
         finally:
             await delete_config(k8s)
             await client.close()
+
+
+async def test_the_bitwarden_tls_secret_is_watched_not_read_on_every_reconcile(operator: Operator) -> None:
+    """A secretRef to a missing Secret is Degraded; creating it clears that through the watch (no periodic
+    recheck needed), deleting it brings it back, and reconciles meanwhile send no GET for it."""
+    name = "bw-late-tls"
+    path = f"/api/v1/namespaces/{operator.namespace}/secrets/{name}"
+    spec = {"plugins": {"bitwardenSecretManagerProvider": {"mode": "Enabled", "secretRef": {"name": name}}}}
+    await operator.apply_config(spec)
+    cond = await wait_condition(operator, "Degraded", "True")
+    assert cond["reason"] == "BitwardenTLSMissing" and f'Secret "{name}"' in cond["message"]
+
+    await operator.k8s.create(SECRETS, {"metadata": {"name": name, "namespace": operator.namespace}})
+    await wait_condition(operator, "Degraded", "False")
+    await operator.wait_ready()
+
+    operator.client.gets.clear()
+    old = (await operator.policy(c.DNS_POLICY))["metadata"]["uid"]
+    await operator.k8s.delete(NETWORKPOLICIES, c.DNS_POLICY, operator.namespace)  # a reconcile, and its echoes
+
+    async def repaired() -> bool:
+        return (await operator.policy(c.DNS_POLICY))["metadata"]["uid"] != old
+
+    await eventually(repaired)
+    await operator.wait_ready()
+    assert path not in operator.client.gets
+
+    await operator.k8s.delete(SECRETS, name, operator.namespace)
+    cond = await wait_condition(operator, "Degraded", "True")
+    assert cond["reason"] == "BitwardenTLSMissing"

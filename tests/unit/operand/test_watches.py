@@ -1,4 +1,5 @@
-"""The cert-manager watch: CRD presence from the watch, issuer informers started and stopped with their CRDs."""
+"""The cert-manager watch: CRD presence from the watch, issuer informers started and stopped with their CRDs; the
+watch of the Bitwarden TLS Secret by name."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 import pytest
 
 from controller.externalsecrets.operand import names as n
-from controller.externalsecrets.operand.watches import CertManagerWatch
+from controller.externalsecrets.operand.watches import CertManagerWatch, SecretRefWatch
 from controller.runtime import errors
-from controller.runtime.resources import CUSTOMRESOURCEDEFINITIONS, Resource
+from controller.runtime.resources import CUSTOMRESOURCEDEFINITIONS, SECRETS, Resource
 
 JSON = dict[str, Any]
 NS = "operand-ns"
@@ -189,3 +190,93 @@ async def test_a_failing_subscriber_does_not_stop_the_others(harness: Harness) -
     harness.watch.subscribe(lambda: calls.append(1))
     harness.crd_informer("issuers.cert-manager.io").add(crd("issuers.cert-manager.io"))
     assert calls == [1]
+
+
+# ---- the Bitwarden TLS Secret, watched by name ---------------------------------------------------------------
+
+
+class SecretHarness:
+    def __init__(self) -> None:
+        self.made: list[StubInformer] = []
+        self.client = StubClient()
+        self.notified = 0
+
+        def factory(res: Resource, opts: Mapping[str, Any]) -> StubInformer:
+            informer = StubInformer(res, opts)
+            self.made.append(informer)
+            return informer
+
+        self.watch = SecretRefWatch(self.client, SECRETS, NS, informers=factory)  # type: ignore[arg-type]
+        self.watch.subscribe(self._poke)
+
+    def _poke(self) -> None:
+        self.notified += 1
+
+
+@pytest.fixture
+async def secrets() -> AsyncIterator[SecretHarness]:
+    h = SecretHarness()
+    task = asyncio.create_task(h.watch.run())
+    await asyncio.sleep(0)
+    try:
+        yield h
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert all(i.cancelled for i in h.made if i.running)  # nothing left running
+
+
+async def test_the_followed_secret_is_watched_by_name_and_read_from_the_watch(secrets: SecretHarness) -> None:
+    secrets.watch.follow("bw-tls")
+    await settle()
+    (informer,) = secrets.made
+    assert informer.resource == SECRETS and informer.running
+    assert informer.opts["namespace"] == NS and informer.opts["field_selector"] == "metadata.name=bw-tls"
+
+    with pytest.raises(errors.NotFound):
+        await secrets.watch.get(SECRETS, "bw-tls", NS)
+    assert secrets.client.gets == ["bw-tls"]  # not synced yet: asked the server
+
+    informer.synced = True  # listed, nothing found
+    with pytest.raises(errors.NotFound):
+        await secrets.watch.get(SECRETS, "bw-tls", NS)
+    assert secrets.client.gets == ["bw-tls"]  # answered by the watch
+
+    informer.add({"metadata": {"name": "bw-tls", "namespace": NS}})
+    assert secrets.notified == 1  # its creation wakes the reconciler
+    assert (await secrets.watch.get(SECRETS, "bw-tls", NS))["metadata"]["name"] == "bw-tls"
+    informer.delete({"metadata": {"name": "bw-tls", "namespace": NS}})
+    assert secrets.notified == 2
+    with pytest.raises(errors.NotFound):
+        await secrets.watch.get(SECRETS, "bw-tls", NS)
+
+    with pytest.raises(errors.NotFound):
+        await secrets.watch.get(SECRETS, "other", NS)  # not the followed name: the server
+    assert secrets.client.gets == ["bw-tls", "other"]
+
+
+async def test_a_new_name_replaces_the_watch_and_none_stops_it(secrets: SecretHarness) -> None:
+    secrets.watch.follow("a")
+    await settle()
+    secrets.watch.follow("a")  # unchanged: nothing restarts
+    await settle()
+    assert len(secrets.made) == 1
+    secrets.watch.follow("b")
+    await settle()
+    first, second = secrets.made
+    assert first.cancelled and second.running and second.opts["field_selector"] == "metadata.name=b"
+    first.add({"metadata": {"name": "a", "namespace": NS}})  # a late event of the old watch is ignored
+    assert secrets.notified == 0
+    secrets.watch.follow(None)
+    await settle()
+    assert second.cancelled and secrets.watch.watching is None
+
+
+async def test_the_watch_keeps_no_secret_data() -> None:
+    from controller.externalsecrets.operand.watches import _metadata_only
+
+    kept = _metadata_only(
+        {"kind": "Secret", "metadata": {"name": "x", "managedFields": [{}]}, "data": {"tls.key": "c2VjcmV0"}}
+    )
+    assert kept == {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}
