@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from controller.netpol.engine import Engine, compile_policy
-from controller.netpol.flows import DEFAULT_MONITORING_NAMESPACES
+from controller.netpol.flows import DEFAULT_MONITORING_NAMESPACES, PLATFORMS
 from controller.netpol.model import (
     Endpoint,
     External,
@@ -178,7 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_namespace_list,
         help="comma-separated namespaces that scrape metrics, as given to the operator (default: %(default)s)",
     )
-    ve.add_argument("--platform", default="openshift", choices=("openshift", "kubernetes"))
+    ve.add_argument(
+        "--platform",
+        default="auto",
+        choices=("auto", *PLATFORMS),
+        help="which cluster DNS the operand must reach; auto means openshift when the API group "
+        "config.openshift.io is served, else kubernetes (default: %(default)s)",
+    )
     ve.add_argument("--output", default="text", choices=("text", "json"))
     return parser
 

@@ -3,6 +3,8 @@
 Where nothing enforces NetworkPolicies (envtest, a cluster without a policy-capable CNI) a curl pod proves
 nothing; the same questions are answered here by evaluating the live policies. ``verify_objects`` is pure (the
 operator can compute its ``NetworkPoliciesVerified`` condition from it); ``verify_cluster`` reads the objects.
+On a live cluster the platform (which DNS the operand must reach) is detected as the operator detects it: OpenShift
+when the API group config.openshift.io is served, plain Kubernetes otherwise.
 Missing pods are synthesised from Deployments' pod templates, and missing monitoring/DNS peers from their
 well-known labels, so a fresh install or an empty test cluster can still be judged.
 """
@@ -35,11 +37,16 @@ class FlowResult:
     policies: tuple[str, ...] = ()
 
 
+AUTO = "auto"
+OPENSHIFT_CONFIG_GROUP = "config.openshift.io"
+
+
 @dataclass(slots=True)
 class VerifyReport:
     required: list[FlowResult] = field(default_factory=list)
     unexpected: list[FlowResult] = field(default_factory=list)
     synthesised: list[str] = field(default_factory=list)
+    platform: str = ""
 
     @property
     def blocked_required(self) -> list[FlowResult]:
@@ -56,6 +63,7 @@ class VerifyReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "platform": self.platform,
             "required": [asdict(f) for f in self.required],
             "unexpected": [asdict(f) for f in self.unexpected],
             "synthesised": list(self.synthesised),
@@ -171,7 +179,7 @@ def verify_objects(
     engine = Engine(
         world.namespaces.values(), world.pods, list(policies), pod_ips_match_ipblocks=pod_ips_match_ipblocks
     )
-    report = VerifyReport(synthesised=world.synthesised)
+    report = VerifyReport(synthesised=world.synthesised, platform=platform)
 
     def check(into: list[FlowResult], name: str, src: Endpoint, dst: Endpoint, port: int, proto: str = "TCP") -> None:
         v = engine.evaluate(src, dst, port, proto)
@@ -246,6 +254,9 @@ def format_report(report: VerifyReport, output: str = "text") -> str:
         lines.append("")
         lines.append("Synthesised for the evaluation:")
         lines.extend(f"  {s}" for s in report.synthesised)
+    if report.platform:
+        lines.append("")
+        lines.append(f"Platform: {report.platform} (cluster DNS: {flows.dns_target(report.platform).namespace})")
     return "\n".join(lines) + "\n"
 
 
@@ -259,16 +270,26 @@ async def _list(client: Client, res: resources.Resource, namespace: str | None =
     return list(page.get("items") or [])
 
 
+async def detect_platform(client: Client) -> str:
+    """OpenShift when the API group config.openshift.io is served, else plain Kubernetes; the operator decides alike."""
+    return "openshift" if await client.has_api_group(OPENSHIFT_CONFIG_GROUP) else "kubernetes"
+
+
 async def verify_cluster(
     client: Client,
     *,
     operand_namespace: str = flows.DEFAULT_OPERAND_NAMESPACE,
     operator_namespace: str = flows.DEFAULT_OPERATOR_NAMESPACE,
     monitoring_namespaces: Sequence[str] = flows.DEFAULT_MONITORING_NAMESPACES,
-    platform: str = "openshift",
+    platform: str = AUTO,
     pod_ips_match_ipblocks: bool = True,
 ) -> VerifyReport:
-    """Read the live objects the flows depend on and evaluate them with ``verify_objects``."""
+    """Read the live objects the flows depend on and evaluate them with ``verify_objects``.
+
+    ``platform`` "auto" asks the API server (``detect_platform``); "openshift" or "kubernetes" is taken as given.
+    """
+    if platform == AUTO:
+        platform = await detect_platform(client)
     dns = flows.dns_target(platform)
     namespaces = await _list(client, resources.NAMESPACES)
     pods: list[Any] = []

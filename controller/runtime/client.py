@@ -3,13 +3,20 @@
 kubernetes-asyncio loads the configuration (kubeconfig, in-cluster service account, exec plugins); requests go
 through one shared aiohttp session with orjson decoding, so the runtime handles any resource — built-in or
 custom — the same way, and every request is counted in ``rest_client_requests_total`` like client-go does.
+
+Like client-go's REST client, a request answered 429 or 5xx *with* a Retry-After header is sent again after that
+many seconds, up to ``max_retries`` (10) times, whatever its verb: the server said when to come back, and a
+request it throttled was not carried out. Without Retry-After the error goes to the caller at once. Each wait is
+capped at ``max_retry_wait`` so one odd header cannot park a reconcile worker for minutes. Watches are not
+retried here: the informer re-establishes them with its own backoff.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -35,6 +42,10 @@ PATCH_CONTENT_TYPES: dict[str, str] = {
 JSON = dict[str, Any]
 DEFAULT_TIMEOUT = 30.0
 READ_BUFSIZE = 2**22  # watch lines carry whole objects; aiohttp's 64 KiB default is too small
+MAX_RETRIES = 10  # client-go's rest.Request default (maxRetries)
+MAX_RETRY_WAIT = 10.0  # seconds; the most one retry waits, whatever Retry-After says
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass
@@ -128,8 +139,18 @@ def _selector(value: str | Mapping[str, str] | None) -> str | None:
 class Client:
     """Verbs on any resource; objects in and out are JSON dicts. Raises ``ApiError`` subclasses."""
 
-    def __init__(self, config: ClientConfig) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        max_retries: int = MAX_RETRIES,
+        max_retry_wait: float = MAX_RETRY_WAIT,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self.config = config
+        self.max_retries = max_retries
+        self.max_retry_wait = max_retry_wait
+        self._sleep = sleep
         self._host_label = urlsplit(config.host).netloc or config.host
         self._session: aiohttp.ClientSession | None = None
 
@@ -179,10 +200,48 @@ class Client:
         content_type: str = "application/json",
         timeout: float | None = None,
     ) -> JSON:
-        """One request; decodes the JSON answer, raises the typed error for a non-2xx status."""
-        session = self._get_session()
+        """One request; decodes the JSON answer, raises the typed error for a non-2xx status.
+
+        A 429 or 5xx that carries Retry-After is retried (see the module docstring); every attempt is counted.
+        """
         data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
         query = {k: _param(v) for k, v in (params or {}).items() if v is not None}
+        retries = 0
+        while True:
+            try:
+                return await self._send(method, path, query, data, content_type, timeout)
+            except ApiError as err:
+                wait = self._retry_wait(err, retries)
+                if wait is None:
+                    raise
+                retries += 1
+                log.info(
+                    "retrying throttled request",
+                    method=method,
+                    path=path,
+                    code=err.status,
+                    reason=err.reason,
+                    retry_after=err.retry_after,
+                    wait=wait,
+                    retry=retries,
+                    max_retries=self.max_retries,
+                )
+                await self._sleep(wait)
+
+    def _retry_wait(self, err: ApiError, retries: int) -> float | None:
+        """How long to wait before sending the request again, or None to give up (client-go's checkWait)."""
+        if retries >= self.max_retries or err.retry_after is None:
+            return None
+        if err.status != 429 and err.status < 500:
+            return None
+        return min(err.retry_after, self.max_retry_wait)
+
+    async def _send(
+        self, method: str, path: str, query: dict[str, str], data: bytes | None, content_type: str,
+        timeout: float | None,
+    ) -> JSON:  # fmt: skip
+        """One attempt, counted in rest_client_requests_total with its status code."""
+        session = self._get_session()
         code = "<error>"
         try:
             async with session.request(
@@ -301,6 +360,14 @@ class Client:
                     if not line:
                         continue
                     event = orjson.loads(line)
+                    if not isinstance(event, dict):
+                        # Valid JSON but no event: as unusable as a line that does not parse, so it is reported
+                        # the same way, and the informer skips it and resumes from its last resourceVersion.
+                        raise orjson.JSONDecodeError(
+                            f"watch line is a JSON {type(event).__name__}, not an event object",
+                            line.decode("utf-8", "replace"),
+                            0,
+                        )
                     if event.get("type") == "ERROR":
                         status = event.get("object") or {}
                         raise error_from_status(int(status.get("code") or 500), status)

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 
 from controller.netpol import cli, verify
 from controller.netpol.verify import FlowResult, VerifyReport, verify_cluster, verify_objects
 from controller.runtime import resources
+from controller.runtime.client import Client, ClientConfig
 
 OPERAND = "external-secrets"
 OPERATOR = "external-secrets-operator"
@@ -264,7 +266,7 @@ def test_cli_verify_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
     reports = {"good": run(catalogue()), "bad": run(catalogue()[:-1])}
 
     async def fake(kubeconfig: str, **kwargs: Any) -> VerifyReport:
-        assert kwargs["platform"] == "openshift" and kwargs["operand_namespace"] == OPERAND
+        assert kwargs["platform"] == "auto" and kwargs["operand_namespace"] == OPERAND
         return reports[kubeconfig]
 
     monkeypatch.setattr(verify, "verify_kubeconfig", fake)
@@ -276,12 +278,51 @@ def test_cli_verify_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
     assert '"ok": false' in out.getvalue()
 
 
-class FakeClient:
-    """Answers list_all from in-memory objects, like the runtime Client."""
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [([], "auto"), (["--platform", "openshift"], "openshift"), (["--platform", "kubernetes"], "kubernetes")],
+)
+def test_cli_verify_platform_defaults_to_auto_and_explicit_values_pass_through(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: str
+) -> None:
+    seen: list[str] = []
 
-    def __init__(self, objects: dict[str, list[dict[str, Any]]]) -> None:
+    async def fake(kubeconfig: str, **kwargs: Any) -> VerifyReport:
+        seen.append(kwargs["platform"])
+        return run(catalogue())
+
+    monkeypatch.setattr(verify, "verify_kubeconfig", fake)
+    assert cli.main(["verify", "--kubeconfig", "k", *argv], io.StringIO()) == 0
+    assert seen == [expected]
+
+
+def test_cli_verify_rejects_an_unknown_platform(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["verify", "--kubeconfig", "k", "--platform", "eks"], io.StringIO())
+    assert exc.value.code == 2
+    assert "invalid choice: 'eks'" in capsys.readouterr().err
+
+
+def test_report_names_the_platform_it_judged() -> None:
+    report = run(catalogue(), platform="kubernetes")
+    assert report.platform == "kubernetes"
+    assert verify.format_report(report).rstrip().endswith("Platform: kubernetes (cluster DNS: kube-system)")
+    assert '"platform": "kubernetes"' in verify.format_report(report, "json")
+
+
+class FakeClient:
+    """Answers list_all from in-memory objects and has_api_group from ``groups``, like the runtime Client."""
+
+    def __init__(
+        self, objects: dict[str, list[dict[str, Any]]], groups: tuple[str, ...] = ("apps", "config.openshift.io")
+    ) -> None:
         self.objects = objects
+        self.groups = groups
         self.calls: list[tuple[str, str | None]] = []
+
+    async def has_api_group(self, group: str) -> bool:
+        self.calls.append(("apis", group))
+        return group in self.groups
 
     async def list_all(self, res: resources.Resource, namespace: str | None = None, **kw: Any) -> dict[str, Any]:
         self.calls.append((res.plural, namespace))
@@ -301,3 +342,59 @@ async def test_verify_cluster_reads_live_objects() -> None:
     assert report.ok
     assert ("networkpolicies", None) in client.calls
     assert ("endpointslices", "default") in client.calls
+
+
+def live(groups: tuple[str, ...]) -> FakeClient:
+    objects = {"namespaces": NAMESPACES, "pods": PODS, "networkpolicies": catalogue(), "endpointslices": [SLICE]}
+    return FakeClient(objects, groups)
+
+
+async def test_verify_cluster_detects_openshift_by_its_config_api_group() -> None:
+    client = live(("apps", "config.openshift.io"))
+    report = await verify_cluster(client)  # type: ignore[arg-type]
+    assert ("apis", "config.openshift.io") in client.calls
+    assert report.platform == "openshift"
+    assert report.ok, report.blocked_required
+    dns = [f for f in report.required if f.name == "external-secrets -> DNS"]
+    assert dns and all(f.destination.startswith("openshift-dns/") for f in dns)
+
+
+async def test_verify_cluster_without_the_openshift_group_judges_dns_as_plain_kubernetes() -> None:
+    client = live(("apps", "networking.k8s.io"))
+    report = await verify_cluster(client)  # type: ignore[arg-type]
+    assert report.platform == "kubernetes"
+    dns = [f for f in report.required if f.name == "external-secrets -> DNS"]
+    assert {(f.port, f.protocol) for f in dns} == {(53, "UDP"), (53, "TCP")}
+    assert all(f.destination.startswith("kube-system/") for f in dns)
+    assert ("pods", "kube-system") in client.calls and ("pods", "openshift-dns") not in client.calls
+
+
+@pytest.mark.parametrize("platform", ["openshift", "kubernetes"])
+async def test_an_explicit_platform_overrides_detection(platform: str) -> None:
+    client = live(("config.openshift.io",) if platform == "kubernetes" else ())
+    report = await verify_cluster(client, platform=platform)  # type: ignore[arg-type]
+    assert report.platform == platform
+    assert not any(call[0] == "apis" for call in client.calls)  # no discovery request at all
+
+
+async def test_detect_platform_uses_the_runtime_clients_discovery() -> None:
+    """The real Client against a server that serves /apis: the same question the operator asks."""
+    served: list[str] = []
+
+    async def apis(request: web.Request) -> web.Response:
+        return web.json_response({"kind": "APIGroupList", "groups": [{"name": g} for g in served]})
+
+    app = web.Application()
+    app.router.add_get("/apis", apis)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        async with Client(ClientConfig(host=f"http://127.0.0.1:{runner.addresses[0][1]}", timeout=5.0)) as client:
+            served[:] = ["apps", "networking.k8s.io"]
+            assert await verify.detect_platform(client) == "kubernetes"
+            served.append("config.openshift.io")
+            assert await verify.detect_platform(client) == "openshift"
+    finally:
+        await runner.cleanup()
