@@ -6,7 +6,8 @@ requests. Each resource can be scoped (``CacheScope``: one namespace, a label se
 cache holds only what the operator manages rather than every Secret of the cluster; the scope is sent to the
 server, so objects that leave it arrive as deletions.
 
-Reads return deep copies (callers may mutate them), block until the resource's informer has synced, and answer
+Reads return objects the caller owns and may mutate (the store keeps objects serialized and decodes each read
+into a fresh dict, so a read costs one decode and no extra copy), block until the resource's informer has synced, and answer
 a missing object with the API server's own 404 (``errors.NotFound``, same message). An informer asked for after
 the cache started is started at once (lazily, as controller-runtime does on the first read of a new kind).
 """
@@ -157,13 +158,13 @@ class Cache:
         return informer
 
     async def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
-        """The cached object (a copy); ``errors.NotFound`` like the API server's when it is not in the cache."""
+        """The cached object (a fresh copy); ``errors.NotFound`` like the API server's when it is not cached."""
         namespace = namespace if resource.namespaced else None
         informer = await self._synced_informer(resource, namespace)
         obj = informer.store.get(f"{namespace}/{name}" if namespace else name)
         if obj is None:
             raise errors.NotFound(404, "NotFound", f'{resource} "{name}" not found')
-        return deep_copy(obj)
+        return obj
 
     async def list(
         self,
@@ -177,17 +178,16 @@ class Cache:
         namespace = namespace if resource.namespaced else None
         informer = await self._synced_informer(resource, namespace)
         store = informer.store
-        objs = store.by_index(NAMESPACE_INDEX, namespace) if namespace else store.list()
+        out = store.by_index(NAMESPACE_INDEX, namespace) if namespace else store.list()  # fresh copies
         labels = parse_selector(label_selector) if label_selector else None
         fields = parse_field_selector(field_selector) if field_selector else None
-        out: list[JSON] = []
-        for obj in objs:
-            meta = obj.get("metadata") or {}
-            if labels is not None and not labels.matches(meta.get("labels") or {}):
-                continue
-            if fields is not None and not field_selector_matches(fields, obj):
-                continue
-            out.append(deep_copy(obj))
+        if labels is not None or fields is not None:
+            out = [
+                obj
+                for obj in out
+                if (labels is None or labels.matches((obj.get("metadata") or {}).get("labels") or {}))
+                and (fields is None or field_selector_matches(fields, obj))
+            ]
         if not namespace:
             out.sort(key=lambda o: ((o["metadata"].get("namespace") or ""), o["metadata"]["name"]))
         return out

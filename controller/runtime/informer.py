@@ -15,7 +15,10 @@ kubernetes-asyncio and kopf users report as a stuck controller.
 
 Handlers are synchronous and run inline, in order, on the event loop: an event is in the store and delivered to
 every handler before the next event is read, which gives per-informer ordering without per-handler buffers that
-could grow without bound. Handlers should only enqueue work; they must not mutate the objects they receive.
+could grow without bound. Handlers should only enqueue work; they must not mutate the objects they receive: every
+handler of an event gets the same dict (the one just decoded from the server, so delivery costs no copy). The
+store keeps its own serialized copy, so the cache cannot be corrupted that way; for an update, the old object is
+decoded from the store only when there are handlers to receive it.
 """
 
 from __future__ import annotations
@@ -410,16 +413,16 @@ class Informer:
                 obj.setdefault("apiVersion", self.resource.api_version)
                 obj.setdefault("kind", self.resource.kind)
                 fresh[object_key(obj)] = obj
-        get = self.store.get
-        pairs = [(get(key), obj) for key, obj in fresh.items()]
+        raw = self.store.raw
+        pairs = [(raw(key), obj) for key, obj in fresh.items()]
         vanished = self.store.replace(fresh.values())
         self._resource_version = resource_version
         self._last_event = self._clock()
         for old, obj in pairs:
             if old is None:
                 self._deliver_add(obj, initial)
-            else:
-                self._deliver_update(old, obj)
+            elif self._handlers:
+                self._deliver_update(orjson.loads(old), obj)
         for obj in vanished:
             self._deliver_delete(obj, True)
         if not initial:
@@ -518,11 +521,12 @@ class Informer:
         obj.setdefault("apiVersion", self.resource.api_version)
         obj.setdefault("kind", self.resource.kind)
         try:
-            old = self.store.delete(obj) if etype == "DELETED" else self.store.add(obj)
+            old = self.store.remove(obj) if etype == "DELETED" else self.store.put(obj)
         except Exception as err:
-            # An index function raised (a bug in it, or an object it did not expect). Like client-go's watch
-            # handler, skip the event and keep the stream: the store is unchanged and a relist would fail alike.
-            self._malformed(f"event object rejected by an index function: {type(err).__name__}: {err}", event)
+            # An index function raised (a bug in it, or an object it did not expect), or a transform produced
+            # something that is not JSON. Like client-go's watch handler, skip the event and keep the stream: the
+            # store is unchanged and a relist would fail alike.
+            self._malformed(f"event object rejected by the store: {type(err).__name__}: {err}", event)
             self._resource_version = str(resource_version)
             return
         self._resource_version = str(resource_version)
@@ -530,16 +534,16 @@ class Informer:
             self._deliver_delete(obj, False)
         elif old is None:
             self._deliver_add(obj, False)
-        else:
-            self._deliver_update(old, obj)
+        elif self._handlers:
+            self._deliver_update(orjson.loads(old), obj)
 
     async def _resync_loop(self, period: float) -> None:
         """Replay the local store as same-object updates so level-triggered handlers re-check everything."""
         while True:
             await self._sleep(period)
-            if not self._synced.is_set():
+            if not self._synced.is_set() or not self._handlers:
                 continue
-            for obj in self.store.list():
+            for obj in self.store.list():  # fresh copies: one dict per object, passed as both old and new
                 self._deliver_update(obj, obj)
 
     # ---- delivery --------------------------------------------------------------------------------------

@@ -81,8 +81,11 @@ async def test_reads_return_copies_that_callers_may_mutate(server: FakeApiServer
         first = await cache.get(CONFIGMAPS, "one", "a")
         first["data"]["k"] = "changed"
         (await cache.list(CONFIGMAPS))[0]["metadata"]["labels"]["new"] = "label"
+        (await cache.list(CONFIGMAPS, "a"))[0]["data"]["k"] = "by the namespace index"
+        (await cache.list(CONFIGMAPS, "a", field_selector="metadata.name=one"))[0]["data"].clear()
         again = await cache.get(CONFIGMAPS, "one", "a")
         assert again["data"] == {"k": "one"} and "new" not in again["metadata"]["labels"]
+        assert again is not await cache.get(CONFIGMAPS, "one", "a")
     finally:
         await stop(task)
 

@@ -13,9 +13,11 @@ import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import orjson
 import pytest
 import structlog.testing
 
+from controller.runtime.client import Client, ClientConfig
 from controller.runtime.informer import (
     LIST_PAGE_SIZE,
     MIN_WATCH_TIMEOUT,
@@ -485,10 +487,14 @@ async def test_watch_429_honours_retry_after_and_rewatches(
 
 
 async def test_list_429_honours_retry_after(server: FakeApiServer, clock: ManualClock, sleep: FakeSleep) -> None:
+    # The Client retries a 429 with Retry-After itself; the informer waits as long once a client gives up.
     server.fail_next("list", 429, retry_after=9)
-    informer = make(server, clock, sleep)
-    async with running(informer):
-        pass
+    client = Client(ClientConfig(host=server.url, timeout=5.0), max_retries=0)
+    try:
+        async with running(Informer(client, CONFIGMAPS, clock=clock, sleep=sleep, rng=random.Random(7))):
+            pass
+    finally:
+        await client.close()
     assert sleep.delays == [pytest.approx(9.0)]
 
 
@@ -908,3 +914,92 @@ async def test_last_event_age_is_exported(server: FakeApiServer, clock: ManualCl
         server.bookmark()
         await eventually(lambda: informer.last_event_age() == 0.0, "the bookmark")
     assert metric("informer_last_event_age_seconds", resource="configmaps") == 0.0
+
+
+class Mutator:
+    """A handler that breaks the rule and mutates what it receives."""
+
+    def on_add(self, obj: JSON, is_initial_list: bool) -> None:
+        obj["data"] = {"mutated": "add"}
+
+    def on_update(self, old: JSON, new: JSON) -> None:
+        old["data"] = new["data"] = {"mutated": "update"}
+
+    def on_delete(self, obj: JSON, final_state_unknown: bool) -> None:
+        obj["data"] = {"mutated": "delete"}
+
+
+class Snapshots:
+    """A handler that records deep copies of the (old, new) pairs it is given, as they were when it ran."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[JSON, JSON]] = []
+
+    def on_add(self, obj: JSON, is_initial_list: bool) -> None:
+        pass
+
+    def on_update(self, old: JSON, new: JSON) -> None:
+        self.updates.append((orjson.loads(orjson.dumps(old)), orjson.loads(orjson.dumps(new))))
+
+    def on_delete(self, obj: JSON, final_state_unknown: bool) -> None:
+        pass
+
+
+async def test_a_watch_update_hands_over_the_old_object_from_the_store_which_handlers_cannot_corrupt(
+    server: FakeApiServer, clock: ManualClock, sleep: FakeSleep
+) -> None:
+    a = server.create(CM, configmap("a"))
+    informer = make(server, clock, sleep)
+    snap = Snapshots()
+    informer.add_event_handler(snap)
+    informer.add_event_handler(Mutator())  # runs second on every event, after the snapshot
+    async with running(informer):
+        stored = informer.store.get("default/a")
+        assert stored is not None and stored["data"] == {"k": "a"}  # the Mutator changed its add, not the store
+        a["data"] = {"k": "changed"}
+        server.update(CM, a)
+        await eventually(lambda: len(snap.updates) == 1, "the update")
+        a["data"] = {"k": "again"}
+        server.update(CM, a)
+        await eventually(lambda: len(snap.updates) == 2, "the second update")
+        stored = informer.store.get("default/a")
+        assert stored is not None and stored["data"] == {"k": "again"}
+    (old1, new1), (old2, new2) = snap.updates
+    assert old1["data"] == {"k": "a"} and new1["data"] == {"k": "changed"}
+    assert old2 == new1 and new2["data"] == {"k": "again"}  # the stored copy, not the dict the Mutator changed
+    assert "managedFields" not in old1["metadata"] and old1["kind"] == "ConfigMap"
+
+
+async def test_an_informer_without_handlers_keeps_the_store_current(
+    server: FakeApiServer, clock: ManualClock, sleep: FakeSleep
+) -> None:
+    a = server.create(CM, configmap("a"))
+    informer = make(server, clock, sleep)
+    async with running(informer):
+        a["data"] = {"k": "changed"}
+        server.update(CM, a)
+        await eventually(lambda: (informer.store.get("default/a") or {}).get("data") == {"k": "changed"}, "update")
+        server.delete(CM, "a", "default")
+        await eventually(lambda: "default/a" not in informer.store, "the delete")
+
+
+async def test_a_transform_that_yields_something_other_than_json_skips_that_event_only(
+    server: FakeApiServer, clock: ManualClock, sleep: FakeSleep
+) -> None:
+    def transform(obj: JSON) -> JSON:
+        if obj["metadata"]["name"] == "odd":
+            obj["metadata"]["annotations"] = {"when": object()}  # the store keeps JSON only
+        return strip_managed_fields(obj)
+
+    informer = make(server, clock, sleep, transform=transform)
+    rec = Recorder()
+    informer.add_event_handler(rec)
+    before = metric("informer_malformed_events_total", resource="configmaps")
+    async with running(informer):
+        server.create(CM, configmap("odd"))
+        server.create(CM, configmap("a"))
+        await eventually(lambda: "default/a" in informer.store, "the add after the rejected one")
+    assert informer.store.keys() == ["default/a"]
+    assert rec.events == [("add", "default/a", False)]
+    assert len(server.watches()) == 1 and len(server.lists()) == 1
+    assert metric("informer_malformed_events_total", resource="configmaps") == before + 1

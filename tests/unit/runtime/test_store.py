@@ -1,9 +1,11 @@
-"""The informer's Store: keys, the namespace index, custom indexes (also added after data exists), replace."""
+"""The informer's Store: keys, the namespace index, custom indexes (also added after data exists), replace, and
+objects kept serialized (reads are fresh copies; writes are snapshots)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from controller.runtime.store import (
@@ -59,25 +61,70 @@ def test_add_get_update_delete() -> None:
     store = Store()
     a = obj("a")
     assert store.add(a) is None
-    assert store.get("default/a") is a
+    assert store.get("default/a") == a
     assert "default/a" in store and len(store) == 1
     a2 = obj("a", app="x")
-    assert store.add(a2) is a
-    assert store.get("default/a") is a2
+    assert store.add(a2) == a
+    assert store.get("default/a") == a2
     assert len(store) == 1
-    assert store.delete("default/a") is a2
+    assert store.delete("default/a") == a2
     assert store.get("default/a") is None
     assert store.delete("default/a") is None
     store.add(a)
-    assert store.delete(obj("a")) is a  # by object
+    assert store.delete(obj("a")) == a  # by object
     assert len(store) == 0
 
 
-def test_objects_are_stored_as_given_not_copied() -> None:
-    store = Store()
-    a = obj("a")
+def test_reads_are_fresh_copies_the_caller_owns() -> None:
+    store = Store({"app": by_app})
+    a = obj("a", app="web")
     store.add(a)
-    assert store.list()[0] is a
+    reads = [store.get("default/a"), store.list()[0], store.by_index("app", "web")[0], next(iter(store))]
+    assert all(r == a for r in reads)
+    assert len({id(r) for r in reads}) == len(reads) and all(r is not a for r in reads)
+    for r in reads:
+        assert r is not None
+        r["metadata"]["labels"]["app"] = "mutated"
+    assert store.get("default/a") == a
+
+
+def test_writes_are_snapshots_later_changes_to_the_object_are_not_seen() -> None:
+    store = Store({"app": by_app})
+    a = obj("a", app="web")
+    store.add(a)
+    a["metadata"]["labels"]["app"] = "db"
+    assert store.get("default/a") == obj("a", app="web")
+    assert store.index_keys("app", "web") == ["default/a"]
+    store.replace([a])
+    a["data"] = {"k": "v"}
+    assert store.get("default/a") == obj("a", app="db")
+
+
+def test_put_remove_and_raw_hand_back_bytes_undecoded() -> None:
+    store = Store()
+    a, a2 = obj("a"), obj("a", app="x")
+    assert store.put(a) is None
+    raw = store.raw("default/a")
+    assert isinstance(raw, bytes) and orjson.loads(raw) == a
+    assert store.raw("default/nope") is None
+    assert store.put(a2) == raw
+    assert orjson.loads(store.remove(obj("a")) or b"null") == a2
+    assert store.remove("default/a") is None
+    assert len(store) == 0 and store.index_values(NAMESPACE_INDEX) == []
+
+
+def test_an_object_that_is_not_json_is_rejected_and_changes_nothing() -> None:
+    store = Store()
+    good = obj("a")
+    store.add(good)
+    bad = obj("a")
+    bad["spec"] = {"when": object()}
+    with pytest.raises(TypeError):
+        store.add(bad)
+    with pytest.raises(TypeError):
+        store.replace([obj("b"), bad])
+    assert store.keys() == ["default/a"] and store.get("default/a") == good
+    assert store.index_keys(NAMESPACE_INDEX, "default") == ["default/a"]
 
 
 def test_list_keys_and_iteration_are_snapshots() -> None:
@@ -170,10 +217,9 @@ def test_replace_returns_vanished_and_rebuilds_indexes() -> None:
     b2 = obj("b", app="db")
     d = obj("d", app="web")
     vanished = store.replace([b2, d])
-    assert names(vanished) == ["a", "c"]
-    assert vanished[0] is a or vanished[1] is a
+    assert sorted(vanished, key=lambda o: o["metadata"]["name"]) == [a, c]
     assert sorted(store.keys()) == ["default/b", "default/d"]
-    assert store.get("default/b") is b2
+    assert store.get("default/b") == b2
     assert names(store.by_index("app", "web")) == ["d"]
     assert names(store.by_index("app", "db")) == ["b"]
     assert store.by_index(NAMESPACE_INDEX, "other") == []
@@ -193,7 +239,7 @@ def test_replace_deduplicates_by_key_last_wins() -> None:
     store = Store()
     first, second = obj("a", app="1"), obj("a", app="2")
     assert store.replace([first, second]) == []
-    assert store.get("default/a") is second
+    assert store.get("default/a") == second
     assert len(store) == 1
 
 
@@ -208,7 +254,7 @@ def test_failing_index_function_leaves_the_store_consistent() -> None:
     store.add(good)
     with pytest.raises(RuntimeError):
         store.add(obj("a", app="db", bad="1"))
-    assert store.get("default/a") is good
+    assert store.get("default/a") == good
     assert names(store.by_index("app", "web")) == ["a"]
     assert store.by_index("app", "db") == []
     with pytest.raises(RuntimeError):
