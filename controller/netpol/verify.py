@@ -63,7 +63,6 @@ class VerifyReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
-            "platform": self.platform,
             "required": [asdict(f) for f in self.required],
             "unexpected": [asdict(f) for f in self.unexpected],
             "synthesised": list(self.synthesised),
