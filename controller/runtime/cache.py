@@ -25,9 +25,9 @@ import structlog
 from controller.runtime import errors
 from controller.runtime.client import Client
 from controller.runtime.informer import Informer
-from controller.runtime.labels import field_selector_matches, parse_field_selector, parse_selector
+from controller.runtime.labels import Selector, field_selector_matches, parse_field_selector, parse_selector
 from controller.runtime.resources import Resource
-from controller.runtime.store import NAMESPACE_INDEX
+from controller.runtime.store import NAMESPACE_INDEX, split_key
 
 log = structlog.get_logger(__name__)
 
@@ -178,19 +178,41 @@ class Cache:
         namespace = namespace if resource.namespaced else None
         informer = await self._synced_informer(resource, namespace)
         store = informer.store
-        out = store.by_index(NAMESPACE_INDEX, namespace) if namespace else store.list()  # fresh copies
+        keys = store.index_keys(NAMESPACE_INDEX, namespace) if namespace else sorted(store.keys(), key=split_key)
+        raws = [raw for raw in map(store.raw, keys) if raw is not None]
+        if not label_selector and not field_selector:
+            return [orjson.loads(raw) for raw in raws]  # each a fresh dict: the store keeps bytes
         labels = parse_selector(label_selector) if label_selector else None
         fields = parse_field_selector(field_selector) if field_selector else None
-        if labels is not None or fields is not None:
-            out = [
-                obj
-                for obj in out
-                if (labels is None or labels.matches((obj.get("metadata") or {}).get("labels") or {}))
-                and (fields is None or field_selector_matches(fields, obj))
-            ]
-        if not namespace:
-            out.sort(key=lambda o: ((o["metadata"].get("namespace") or ""), o["metadata"]["name"]))
+        needles = _label_needles(labels) if labels is not None else []
+        out: list[JSON] = []
+        for raw in raws:
+            if needles and not all(any(n in raw for n in group) for group in needles):
+                continue  # cannot match: not worth decoding
+            obj: JSON = orjson.loads(raw)
+            if labels is not None and not labels.matches((obj.get("metadata") or {}).get("labels") or {}):
+                continue
+            if fields is not None and not field_selector_matches(fields, obj):
+                continue
+            out.append(obj)
         return out
+
+
+def _label_needles(selector: Selector) -> list[tuple[bytes, ...]]:
+    """Per ``In`` or ``Exists`` requirement, byte strings of which the serialized object must contain one to match.
+
+    The store serializes with orjson, which writes a label as ``"key":"value"`` with no space, so an object whose
+    bytes hold none of a requirement's strings cannot match it and need not be decoded. A necessary test only
+    (the strings may also occur elsewhere in the object): every object that passes is decoded and matched.
+    """
+    needles: list[tuple[bytes, ...]] = []
+    for req in selector.requirements:
+        key = orjson.dumps(req.key) + b":"
+        if req.operator == "In":
+            needles.append(tuple(key + orjson.dumps(value) for value in req.values))
+        elif req.operator == "Exists":
+            needles.append((key,))
+    return needles
 
 
 __all__ = ["Cache", "CacheNotStartedError", "CacheScope", "NamespaceOutOfScopeError", "deep_copy"]

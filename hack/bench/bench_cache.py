@@ -4,13 +4,14 @@
    argo-workflows #16563 measured 20-30%) are decoded from one list body with orjson, as the Client does, and fed
    through an Informer into its Store with the default transform, which strips managedFields. tracemalloc
    measures what stays allocated once the list is cached; the figure is KiB per object beside the object's JSON
-   size, and beside the same objects decoded into a bare list of dicts (the floor for any dict-based cache).
+   size, and beside the same objects decoded into a bare list of dicts (what a store of dicts holds: the Store
+   keeps each object as its serialized bytes instead, and decodes on read).
    Target: at most 12 KiB per object (framework-anchors §9 measured 12.2 KiB for plain dicts, stripped).
-   A third figure shows a transform that also interns short string values (not the default): what the many
-   repeated values ("True", "TCP", image names, label values) cost, and its CPU price beside the decode.
+   Beside it, the CPU price of that choice per object: one encode when it is stored, one decode per read.
 2. Throughput. 5,000 ConfigMaps on the in-process API server are listed, cached and handed through
    EnqueueRequestForObject and the work queue to a no-op reconcile, in objects per second, beside a raw
-   Client LIST of the same objects (HTTP and JSON decoding only: the floor) measured in the same run.
+   Client LIST of the same objects (HTTP and JSON decoding only: the floor) measured in the same run; then
+   every object read once with cache.get, and all of them with one cache.list (each read returns a fresh copy).
 
 Each figure is the best of a few interleaved rounds, so both sides see the same machine conditions.
 """
@@ -21,7 +22,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import sys
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -37,6 +37,7 @@ from controller.runtime.handler import EnqueueRequestForObject
 from controller.runtime.informer import Informer, Transform, strip_managed_fields
 from controller.runtime.request import Request
 from controller.runtime.resources import CONFIGMAPS, NAMESPACES, PODS, Resource
+from controller.runtime.store import Store
 
 MEMORY_OBJECTS = 2_000
 TARGET_KIB = 12.0
@@ -138,30 +139,6 @@ def pod(i: int) -> JSON:
     }  # fmt: skip
 
 
-def _intern_values(node: Any) -> None:
-    """Replace every string value of at most 64 characters by its interned copy, in place."""
-    if isinstance(node, dict):
-        for key, v in node.items():
-            if isinstance(v, str):
-                if len(v) <= 64:
-                    node[key] = sys.intern(v)
-            elif isinstance(v, dict | list):
-                _intern_values(v)
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            if isinstance(v, str):
-                if len(v) <= 64:
-                    node[i] = sys.intern(v)
-            elif isinstance(v, dict | list):
-                _intern_values(v)
-
-
-def strip_and_intern(obj: JSON) -> JSON:
-    strip_managed_fields(obj)
-    _intern_values(obj)
-    return obj
-
-
 class _ListOnlyClient:
     """Serves one prepared list body (decoded per call, as the Client does) and a watch that stays silent."""
 
@@ -200,7 +177,7 @@ async def _informer_retained(body: bytes, n: int, transform: Transform | None) -
 
 
 def _decoded_retained(body: bytes, n: int, strip: bool) -> float:
-    """The floor: the same list decoded into a bare list of dicts (no store, no index)."""
+    """The same list decoded into a bare list of dicts (no store, no index): what a store of dicts holds."""
     gc.collect()
     tracemalloc.start()
     try:
@@ -230,9 +207,8 @@ async def _memory() -> None:
     kib = 1024.0
     cached, peak = await _informer_retained(body, MEMORY_OBJECTS, strip_managed_fields)
     unstripped, _ = await _informer_retained(body, MEMORY_OBJECTS, None)
-    interned, _ = await _informer_retained(body, MEMORY_OBJECTS, strip_and_intern)
-    floor = _decoded_retained(body, MEMORY_OBJECTS, strip=True)
-    decode_us, decode_no_gc_us, strip_us, intern_us = _transform_cost(body, MEMORY_OBJECTS)
+    dicts = _decoded_retained(body, MEMORY_OBJECTS, strip=True)
+    decode_us, decode_no_gc_us, encode_us, read_us = _codec_cost(body, MEMORY_OBJECTS)
     ok = cached / kib <= TARGET_KIB
     print(f"   memory: {MEMORY_OBJECTS:,} Pods of {full / 1000:.1f} KB JSON ({stripped / 1000:.1f} KB without "
           f"managedFields), listed into an Informer")  # fmt: skip
@@ -241,39 +217,43 @@ async def _memory() -> None:
           f"(target <= {TARGET_KIB:g} KiB)")  # fmt: skip
     print(f"   cached, managedFields kept:     {unstripped / kib:5.1f} KiB/object   (stripping saves "
           f"{1 - cached / unstripped:.0%})")  # fmt: skip
-    print(f"   bare decoded dicts (floor):     {floor / kib:5.1f} KiB/object   ratio cache/floor {cached / floor:.2f}"
+    print(f"   as decoded dicts (dict store):  {dicts / kib:5.1f} KiB/object   ratio cache/dicts {cached / dicts:.2f}"
           f"   peak during the list {peak / kib:.1f} KiB/object")  # fmt: skip
-    print(
-        f"   stripped + short values interned: {interned / kib:3.1f} KiB/object   (not the default; CPU "
-        f"{intern_us:.0f} us/object vs {strip_us:.1f} for stripping)"
-    )
     print(f"   orjson decode of the list: {decode_us:.0f} us/object, {decode_no_gc_us:.0f} with the cyclic GC paused "
           f"(ratio {decode_us / decode_no_gc_us:.1f})")  # fmt: skip
+    print(f"   the Store's price for bytes: encode {encode_us:.1f} us/object on write, decode {read_us:.1f} us/object "
+          f"per read (a read from a dict store copies: encode + decode)")  # fmt: skip
 
 
-def _transform_cost(body: bytes, n: int) -> tuple[float, float, float, float]:
-    """Microseconds per object: orjson decode of the list (cyclic GC on, then paused), strip, strip+intern."""
+def _codec_cost(body: bytes, n: int) -> tuple[float, float, float, float]:
+    """Microseconds per object: orjson decode of the list (cyclic GC on, then paused), then, for the stripped
+    objects, the Store's encode on write and decode on read (one at a time, as the Store does them)."""
     gc.collect()
     t = time.perf_counter()
     items = orjson.loads(body)["items"]
     decode = time.perf_counter() - t
+    del items
     gc.collect()
     gc.disable()
     try:
         t = time.perf_counter()
-        copy = orjson.loads(body)["items"]
+        items = orjson.loads(body)["items"]
         decode_no_gc = time.perf_counter() - t
     finally:
         gc.enable()
-    t = time.perf_counter()
     for item in items:
         strip_managed_fields(item)
-    strip = time.perf_counter() - t
+    store = Store()
     t = time.perf_counter()
-    for item in copy:
-        strip_and_intern(item)
-    intern = time.perf_counter() - t
-    return decode / n * 1e6, decode_no_gc / n * 1e6, strip / n * 1e6, intern / n * 1e6
+    for item in items:
+        store.put(item)
+    encode = time.perf_counter() - t
+    keys = store.keys()
+    t = time.perf_counter()
+    for key in keys:
+        store.get(key)
+    read = time.perf_counter() - t
+    return decode / n * 1e6, decode_no_gc / n * 1e6, encode / n * 1e6, read / n * 1e6
 
 
 # ---- 2. list -> cache -> reconcile throughput -------------------------------------------------------------------

@@ -152,3 +152,33 @@ async def test_the_cache_refuses_to_run_twice(server: FakeApiServer) -> None:
             await cache.run()
     finally:
         await stop(task)
+
+
+async def test_label_selectors_match_labels_only_whatever_else_the_object_holds(server: FakeApiServer) -> None:
+    """Lists skip objects whose bytes cannot match before decoding them; what they return must not change."""
+    decoy = cm("decoy", "a", tier="db")
+    decoy["metadata"]["annotations"] = {"app.kubernetes.io/name": "web"}  # the pair, but not as a label
+    decoy["data"] = {"app.kubernetes.io/name": "web", "tier": "front"}
+    server.create("configmaps", decoy)
+    server.create("configmaps", cm("web", "a", **{"app.kubernetes.io/name": "web", "tier": "front"}))
+    server.create("configmaps", cm("api", "b", **{"app.kubernetes.io/name": "api", "tier": "front"}))
+    server.create("configmaps", cm("bare", "b"))
+    cache = Cache(server.client())
+    task = await started(cache)
+
+    async def names(selector: str, namespace: str | None = None) -> list[str]:
+        return [o["metadata"]["name"] for o in await cache.list(CONFIGMAPS, namespace, label_selector=selector)]
+
+    try:
+        assert await names("app.kubernetes.io/name=web") == ["web"]
+        assert await names("app.kubernetes.io/name=web", "a") == ["web"]
+        assert await names("app.kubernetes.io/name in (web,api)") == ["web", "api"]
+        assert await names("app.kubernetes.io/name") == ["web", "api"]
+        assert await names("tier=front,app.kubernetes.io/name!=web") == ["api"]
+        assert await names("!app.kubernetes.io/name") == ["decoy", "bare"]
+        assert await names("app.kubernetes.io/name notin (web)") == ["decoy", "api", "bare"]
+        assert await names("tier=nope") == []
+        listed = await cache.list(CONFIGMAPS, label_selector="tier", field_selector="metadata.namespace=a")
+        assert [o["metadata"]["name"] for o in listed] == ["decoy", "web"]
+    finally:
+        await stop(task)
