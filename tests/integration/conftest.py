@@ -101,7 +101,7 @@ class Kubectl:
             stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
         )  # fmt: skip
-        out, err = await asyncio.wait_for(proc.communicate(input.encode() if input is not None else None), 60)
+        out, err = await asyncio.wait_for(proc.communicate(input.encode() if input is not None else None), 90)
         result = KubectlResult(proc.returncode or 0, out.decode(), err.decode())
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")

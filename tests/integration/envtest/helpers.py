@@ -13,10 +13,14 @@ from controller.runtime.resources import Resource
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 10.0, interval: float = 0.02) -> T:
-    """Retry ``check`` until it returns a truthy value without raising AssertionError; return that value."""
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 30.0, interval: float = 0.02) -> T:
+    """Retry ``check`` until it returns a truthy value without raising AssertionError; return that value.
+
+    The timeout only turns a hang into a failure: it is generous so that a slow, loaded machine still passes.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    result: Any = None
     while True:
         try:
             result = await check()

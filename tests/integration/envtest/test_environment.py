@@ -13,6 +13,7 @@ import pytest
 
 from controller.runtime.client import Client
 from controller.runtime.envtest import Environment
+from controller.runtime.envtest.environment import START_TIMEOUT
 from controller.runtime.resources import CONFIGMAPS, NAMESPACES
 
 from .helpers import cm
@@ -25,7 +26,8 @@ async def test_start_is_fast_and_stop_is_clean() -> None:
     env = await Environment.start()
     elapsed = time.perf_counter() - started
     try:
-        assert elapsed < 5  # typically ~20 ms; generous for loaded machines
+        # Typically ~20 ms. Only a hang is a failure here: a slow, loaded machine may take seconds.
+        assert elapsed < START_TIMEOUT
         assert (await env.client.get(NAMESPACES, "default"))["metadata"]["name"] == "default"
         assert Path(env.kubeconfig_path).exists()
     finally:

@@ -11,17 +11,26 @@ from controller.runtime.envtest import Environment, Faults
 from controller.runtime.errors import Forbidden, ServerError, TooManyRequests, Unauthorized
 from controller.runtime.resources import CONFIGMAPS, SUBJECTACCESSREVIEWS, TOKENREVIEWS
 
-from .helpers import cm
+from .helpers import cm, eventually
 
 
-async def test_fail_next_with_retry_after(k8s: Client, test_namespace: str, faults: Faults) -> None:
-    faults.fail_next(2, 429, retry_after=3, verb="list", resource="configmaps")
-    for _ in range(2):
-        with pytest.raises(TooManyRequests) as err:
-            await k8s.list(CONFIGMAPS, test_namespace)
-        assert err.value.retry_after == 3
-        assert err.value.body["details"]["retryAfterSeconds"] == 3
-    await k8s.list(CONFIGMAPS, test_namespace)
+def rules_left(faults: Faults) -> int:
+    """Pending injected faults (the server removes a rule once it has been applied ``n`` times)."""
+    with faults._lock:
+        return len(faults._rules)
+
+
+async def test_fail_next_with_retry_after(k8s_env: Environment, test_namespace: str, faults: Faults) -> None:
+    assert k8s_env.client_config is not None
+    # A client that does not honour Retry-After itself (the default one would wait and send the request again).
+    async with Client(k8s_env.client_config, max_retries=0) as client:
+        faults.fail_next(2, 429, retry_after=3, verb="list", resource="configmaps")
+        for _ in range(2):
+            with pytest.raises(TooManyRequests) as err:
+                await client.list(CONFIGMAPS, test_namespace)
+            assert err.value.retry_after == 3
+            assert err.value.body["details"]["retryAfterSeconds"] == 3
+        await client.list(CONFIGMAPS, test_namespace)
 
 
 async def test_fail_next_only_matching_requests(k8s: Client, test_namespace: str, faults: Faults) -> None:
@@ -35,12 +44,20 @@ async def test_fail_next_only_matching_requests(k8s: Client, test_namespace: str
 
 async def test_hang_next_until_reset(k8s: Client, test_namespace: str, faults: Faults) -> None:
     faults.hang_next(1, verb="get")
+
+    async def taken() -> bool:
+        return rules_left(faults) == 0
+
     task = asyncio.create_task(k8s.get(CONFIGMAPS, "x", test_namespace))
+    # Release only once the GET has reached the server and taken the hang (a reset before that would drop the
+    # fault and the GET would be answered 404): the server removes a rule once it is used up.
+    await eventually(taken)
     await asyncio.sleep(0.3)
     assert not task.done()
     faults.reset()
-    with pytest.raises(ServerError):
-        await asyncio.wait_for(task, 5)
+    with pytest.raises(ServerError) as err:
+        await asyncio.wait_for(task, 30)
+    assert err.value.status == 504
 
 
 async def test_hang_next_is_a_client_timeout(k8s: Client, test_namespace: str, faults: Faults) -> None:
@@ -67,7 +84,7 @@ async def test_request_log_counts_writes(k8s: Client, test_namespace: str, fault
     await k8s.list(CONFIGMAPS, test_namespace)
     assert faults.writes(resource="configmaps", namespace=test_namespace) == 2
     assert faults.write_counts()[("patch", "configmaps")] == 1
-    verbs = [(r.verb, r.code) for r in faults.requests if r.resource == "configmaps"]
+    verbs = [(r.verb, r.code) for r in faults.requests if r.resource == "configmaps" and r.namespace == test_namespace]
     assert verbs == [("create", 201), ("patch", 200), ("get", 200), ("list", 200)]
 
 

@@ -54,7 +54,7 @@ async def test_api_resources_lists_builtins(kubectl: Kubectl) -> None:
 async def test_apply_crd_then_bad_enum_is_rejected_with_upstream_message(kubectl: Kubectl, test_namespace: str) -> None:
     group = f"k{secrets.token_hex(3)}.example.com"
     await kubectl("apply", "-f", "-", input=crd_yaml(group))
-    await kubectl("wait", "--for=condition=established", f"crd/paints.{group}", "--timeout=10s")
+    await kubectl("wait", "--for=condition=established", f"crd/paints.{group}", "--timeout=60s")
     bad = f"apiVersion: {group}/v1\nkind: Paint\nmetadata: {{name: p, namespace: {test_namespace}}}\n"
     bad += "spec: {color: green}\n"
     result = await kubectl("apply", "-f", "-", input=bad, check=False)
@@ -67,7 +67,7 @@ async def test_apply_crd_then_bad_enum_is_rejected_with_upstream_message(kubectl
     table = (await kubectl("get", "pt", "-n", test_namespace)).stdout.splitlines()
     assert table[0].split() == ["NAME", "COLOR", "READY"]
     assert table[1].split() == ["p", "red", "True"]
-    await kubectl("delete", "crd", f"paints.{group}", "--timeout=20s")
+    await kubectl("delete", "crd", f"paints.{group}", "--timeout=60s")
 
 
 async def test_invalid_network_policy_port(kubectl: Kubectl, test_namespace: str) -> None:
@@ -100,7 +100,7 @@ async def test_create_apply_patch_get_delete_wait(kubectl: Kubectl, test_namespa
     assert got == "2,3"
     listed = (await kubectl("get", "cm", "-n", test_namespace, "-l", "tier=web", "-o", "name")).stdout
     assert listed.strip() == "configmap/c"
-    await kubectl("wait", "--for=jsonpath={.data.b}=3", "cm/c", "-n", test_namespace, "--timeout=10s")
+    await kubectl("wait", "--for=jsonpath={.data.b}=3", "cm/c", "-n", test_namespace, "--timeout=60s")
     await kubectl("apply", "--server-side", "--field-manager=ssa", "--force-conflicts", "-f", "-",
                   input=manifest.replace("'1'", "'4'"))  # fmt: skip
     assert (await kubectl("get", "cm", "c", "-n", test_namespace, "-o", "jsonpath={.data.a}")).stdout == "4"
@@ -123,7 +123,7 @@ async def test_delete_namespace_and_wait(kubectl: Kubectl) -> None:
     await kubectl(
         "create", "-f", "-", input=f"apiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: {name}}}\n"
     )
-    await kubectl("delete", "namespace", name, "--timeout=20s")
+    await kubectl("delete", "namespace", name, "--timeout=60s")
     result = await kubectl("get", "namespace", name, check=False)
     assert result.returncode != 0 and "not found" in result.stderr
 

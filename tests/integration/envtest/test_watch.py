@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from .helpers import cm
 
 
 async def collect(stream: AsyncIterator[dict[str, Any]], n: int, *, skip_bookmarks: bool = True,
-                  timeout: float = 5.0) -> list[dict[str, Any]]:  # fmt: skip
+                  timeout: float = 30.0) -> list[dict[str, Any]]:  # fmt: skip
     out: list[dict[str, Any]] = []
 
     async def run() -> None:
@@ -91,7 +91,7 @@ async def test_bookmarks_carry_a_resource_version(k8s: Client, test_namespace: s
         pytest.skip("real servers send bookmarks about once a minute; too slow for a test")
     rv = (await k8s.list(CONFIGMAPS, test_namespace))["metadata"]["resourceVersion"]
     events = await collect(k8s.watch(CONFIGMAPS, test_namespace, resource_version=rv, allow_bookmarks=True), 1,
-                           skip_bookmarks=False, timeout=10)  # fmt: skip
+                           skip_bookmarks=False)  # fmt: skip
     assert events[0]["type"] == "BOOKMARK"
     obj = events[0]["object"]
     assert obj["kind"] == "ConfigMap" and int(obj["metadata"]["resourceVersion"]) >= int(rv)
@@ -143,27 +143,48 @@ async def test_all_namespaces_watch_with_namespace_field_selector(k8s: Client, t
     assert summary(events) == [("ADDED", "a")]
 
 
+class Drain:
+    """Read a watch to its end in a task; ``opened`` is set by the first event (the synthetic ADDED of an object
+    that exists), which proves the server has registered the watch, so that closing watches reaches it."""
+
+    def __init__(self, stream: AsyncIterator[dict[str, Any]]) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.opened = asyncio.Event()
+        self.task = asyncio.create_task(self._run(stream))
+
+    async def _run(self, stream: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
+        async for ev in stream:
+            self.events.append(ev)
+            self.opened.set()
+        return self.events
+
+    async def open(self) -> None:
+        opened = asyncio.create_task(self.opened.wait())
+        await asyncio.wait([opened, self.task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        opened.cancel()
+        if self.task.done():
+            self.task.result()  # the stream failed or ended: raise that
+            raise AssertionError(f"the watch ended before it opened: {self.events}")
+        assert self.opened.is_set(), "the watch delivered nothing within 30 s"
+
+
 @pytest.mark.envtest_only
 async def test_close_watches_ends_streams_cleanly(k8s: Client, test_namespace: str, faults: Faults) -> None:
-    async def drain() -> list[dict[str, Any]]:
-        return [e async for e in k8s.watch(CONFIGMAPS, test_namespace, resource_version="0", allow_bookmarks=False)]
-
-    task = asyncio.create_task(drain())
-    await asyncio.sleep(0.2)
+    await k8s.create(CONFIGMAPS, cm("a", test_namespace))
+    drain = Drain(k8s.watch(CONFIGMAPS, test_namespace, resource_version="0", allow_bookmarks=False))
+    await drain.open()
     await asyncio.to_thread(faults.close_watches)
-    assert await asyncio.wait_for(task, 5) == []
+    assert summary(await asyncio.wait_for(drain.task, 30)) == [("ADDED", "a")]
 
 
 @pytest.mark.envtest_only
 async def test_close_watches_with_expire_sends_410(k8s: Client, test_namespace: str, faults: Faults) -> None:
-    async def drain() -> list[dict[str, Any]]:
-        return [e async for e in k8s.watch(CONFIGMAPS, test_namespace, resource_version="0", allow_bookmarks=False)]
-
-    task = asyncio.create_task(drain())
-    await asyncio.sleep(0.2)
+    await k8s.create(CONFIGMAPS, cm("a", test_namespace))
+    drain = Drain(k8s.watch(CONFIGMAPS, test_namespace, resource_version="0", allow_bookmarks=False))
+    await drain.open()
     await asyncio.to_thread(faults.close_watches, True)
     with pytest.raises(Gone):
-        await asyncio.wait_for(task, 5)
+        await asyncio.wait_for(drain.task, 30)
 
 
 async def test_send_initial_events_ends_with_marked_bookmark(k8s: Client, test_namespace: str, k8s_env: Any) -> None:
@@ -198,7 +219,7 @@ async def test_kubernetes_asyncio_watch(k8s_env: Any, k8s: Client, test_namespac
         await k8s.create(CONFIGMAPS, cm("a", test_namespace))
         w = kwatch.Watch()
         seen = []
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             async for ev in w.stream(v1.list_namespaced_config_map, test_namespace, resource_version=rv,
                                      timeout_seconds=3, allow_watch_bookmarks=True):  # fmt: skip
                 if ev["type"] != "BOOKMARK":
@@ -209,21 +230,27 @@ async def test_kubernetes_asyncio_watch(k8s_env: Any, k8s: Client, test_namespac
 
 @pytest.mark.envtest_only
 async def test_disconnected_watch_is_cleaned_up(k8s_env: Any, k8s: Client, test_namespace: str) -> None:
-    storage = k8s_env.server.registry.storage
-    before = len(storage.all_watchers())
+    from .helpers import eventually
+
+    server = k8s_env.server
+
+    async def watchers() -> int:
+        counted: list[int] = []  # counted on the server's loop: its watcher sets change there
+        await asyncio.to_thread(server.run_in_loop, lambda: counted.append(len(server.registry.storage.all_watchers())))
+        return counted[0]
+
+    # Streams of earlier tests in this module end when their clients go; wait for that, then count from zero.
+    await eventually(lambda: _is(watchers(), 0))
     session = k8s._get_session()
     resp = await session.get(k8s.config.host + CONFIGMAPS.path(test_namespace), headers=k8s._headers(),
                              params={"watch": "true", "resourceVersion": "0"})  # fmt: skip
-    await asyncio.sleep(0.1)
-    assert len(storage.all_watchers()) == before + 1
+    await eventually(lambda: _is(watchers(), 1))
     resp.close()
+    await eventually(lambda: _is(watchers(), 0))
 
-    async def cleaned() -> bool:
-        return len(storage.all_watchers()) == before
 
-    from .helpers import eventually
-
-    await eventually(cleaned, timeout=5)
+async def _is(value: Awaitable[int], want: int) -> bool:
+    return await value == want
 
 
 @pytest.mark.envtest_only

@@ -10,6 +10,7 @@ the monitoring namespace is created only when the cluster lacks it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -88,21 +89,40 @@ async def client_namespace(k8s: Client) -> AsyncIterator[str]:
         yield ns
 
 
+async def namespace_gone(k8s: Client, name: str, timeout: float = 60.0) -> None:
+    """Wait until the namespace no longer exists (deletion empties it first, so it lingers as Terminating)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    await k8s.get(NAMESPACES, name)
+                except errors.NotFound:
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"namespace {name} was not deleted within {timeout} s") from None
+
+
 @pytest.fixture
 async def monitoring_namespace(k8s: Client) -> AsyncIterator[str]:
     """``openshift-monitoring``: the cluster's own where it has one, else created for the test and removed."""
-    created = False
-    try:
-        await k8s.get(NAMESPACES, MONITORING_NAMESPACE)
-    except errors.NotFound:
+    live: JSON | None = None
+    with contextlib.suppress(errors.NotFound):
+        live = await k8s.get(NAMESPACES, MONITORING_NAMESPACE)
+    if live is not None and live["metadata"].get("deletionTimestamp"):
+        # Created by an earlier test and still terminating: it would vanish under this one.
+        await namespace_gone(k8s, MONITORING_NAMESPACE)
+        live = None
+    created = live is None
+    if created:
         await k8s.create(NAMESPACES, {"metadata": {"name": MONITORING_NAMESPACE}})
-        created = True
     try:
         yield MONITORING_NAMESPACE
     finally:
         if created:
             with contextlib.suppress(errors.NotFound):
                 await k8s.delete(NAMESPACES, MONITORING_NAMESPACE)
+            await namespace_gone(k8s, MONITORING_NAMESPACE)
 
 
 def curl_pod(namespace: str) -> JSON:
