@@ -145,12 +145,20 @@ class Store:
 
     def _index(self, key: str, values: _Values) -> None:
         _add(self._indices[NAMESPACE_INDEX], split_key(key)[0], key)
+        if values:
+            self._index_custom(key, values)
+
+    def _index_custom(self, key: str, values: _Values) -> None:
+        self._values[key] = values
         for (_, index), index_values in zip(self._custom, values, strict=True):
             for value in index_values:
                 _add(index, value, key)
 
     def _unindex(self, key: str) -> None:
         _discard(self._indices[NAMESPACE_INDEX], split_key(key)[0], key)
+        self._unindex_custom(key)
+
+    def _unindex_custom(self, key: str) -> None:
         values = self._values.pop(key, ())
         for (_, index), index_values in zip(self._custom, values, strict=True):
             for value in index_values:
@@ -191,13 +199,14 @@ class Store:
         key = object_key(obj)
         values = self._custom_values(obj) if self._custom else ()
         raw = _encode(obj)
-        old = self._items.get(key)
-        if old is not None:
-            self._unindex(key)
-        self._items[key] = raw
-        if values:
-            self._values[key] = values
-        self._index(key, values)
+        items = self._items
+        old = items.get(key)
+        items[key] = raw
+        if old is None:
+            self._index(key, values)
+        elif values:  # a replacement keeps its key, so its namespace index entry stands
+            self._unindex_custom(key)
+            self._index_custom(key, values)
         return old
 
     def add(self, obj: JSON) -> JSON | None:
@@ -236,13 +245,10 @@ class Store:
         self._values = {}
         self._indices = {name: {} for name in self._index_funcs}
         self._custom = tuple(
-            (fn, self._indices[name]) for name, fn in self._index_funcs.items() if fn is not namespace_index
+            (fn, self._indices[name]) for name, fn in self._index_funcs.items() if name != NAMESPACE_INDEX
         )
         for key in items:
-            v = values.get(key, ())
-            if v:
-                self._values[key] = v
-            self._index(key, v)
+            self._index(key, values.get(key, ()))
         return vanished
 
 

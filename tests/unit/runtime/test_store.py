@@ -260,3 +260,17 @@ def test_failing_index_function_leaves_the_store_consistent() -> None:
     with pytest.raises(RuntimeError):
         store.add_indexers({"other": lambda o: (_ for _ in ()).throw(RuntimeError("x"))})
     assert "other" not in store.indexers
+
+
+def test_a_custom_index_may_reuse_the_namespace_function_and_survives_replace() -> None:
+    store = Store({"ns": namespace_index})
+    store.add(obj("a", "ns1"))
+    store.add(obj("node", None))
+    store.add(obj("a", "ns1", app="x"))  # a replacement: both indexes keep exactly one entry
+    assert store.index_keys("ns", "ns1") == store.index_keys(NAMESPACE_INDEX, "ns1") == ["ns1/a"]
+    store.replace([obj("b", "ns2"), obj("node", None)])
+    assert store.index_keys("ns", "ns2") == store.index_keys(NAMESPACE_INDEX, "ns2") == ["ns2/b"]
+    assert store.index_keys("ns", "") == store.index_keys(NAMESPACE_INDEX, "") == ["node"]
+    assert store.index_values("ns") == store.index_values(NAMESPACE_INDEX) == ["", "ns2"]
+    store.delete("ns2/b")
+    assert store.index_values("ns") == store.index_values(NAMESPACE_INDEX) == [""]
