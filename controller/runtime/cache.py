@@ -7,9 +7,10 @@ cache holds only what the operator manages rather than every Secret of the clust
 server, so objects that leave it arrive as deletions.
 
 Reads return objects the caller owns and may mutate (the store keeps objects serialized and decodes each read
-into a fresh dict, so a read costs one decode and no extra copy), block until the resource's informer has synced, and answer
-a missing object with the API server's own 404 (``errors.NotFound``, same message). An informer asked for after
-the cache started is started at once (lazily, as controller-runtime does on the first read of a new kind).
+into a fresh dict, so a read costs one decode and no extra copy), block until the resource's informer has
+synced, and answer a missing object with the API server's own 404 (``errors.NotFound``, same message). An
+informer asked for after the cache started is started at once (lazily, as controller-runtime does on the first
+read of a new kind).
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ class Cache:
         label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> list[JSON]:
-        """Cached objects (copies), optionally of one namespace and matching selectors, sorted by key."""
+        """Cached objects (fresh copies), optionally of one namespace and matching selectors, sorted by key."""
         namespace = namespace if resource.namespaced else None
         informer = await self._synced_informer(resource, namespace)
         store = informer.store
