@@ -42,7 +42,7 @@ def cm(name: str, namespace: str, **labels: str) -> JSON:
     return {"metadata": {"name": name, "namespace": namespace, "labels": dict(labels)}, "data": {"k": name}}
 
 
-async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     try:
         async with asyncio.timeout(timeout):
             while not predicate():  # noqa: ASYNC110  # polling state the code under test exposes
