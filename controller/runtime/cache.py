@@ -185,11 +185,15 @@ class Cache:
             return [orjson.loads(raw) for raw in raws]  # each a fresh dict: the store keeps bytes
         labels = parse_selector(label_selector) if label_selector else None
         fields = parse_field_selector(field_selector) if field_selector else None
-        needles = _label_needles(labels) if labels is not None else []
+        for group in _label_needles(labels) if labels is not None else ():
+            # Objects that cannot match are dropped before they are decoded; one pass per requirement.
+            if len(group) == 1:
+                needle = group[0]
+                raws = [raw for raw in raws if needle in raw]
+            else:
+                raws = [raw for raw in raws if any(n in raw for n in group)]
         out: list[JSON] = []
         for raw in raws:
-            if needles and not all(any(n in raw for n in group) for group in needles):
-                continue  # cannot match: not worth decoding
             obj: JSON = orjson.loads(raw)
             if labels is not None and not labels.matches((obj.get("metadata") or {}).get("labels") or {}):
                 continue

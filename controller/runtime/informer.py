@@ -414,8 +414,10 @@ class Informer:
                 obj.setdefault("kind", self.resource.kind)
                 fresh[object_key(obj)] = obj
         raw = self.store.raw
-        pairs = [(raw(key), obj) for key, obj in fresh.items()]
-        vanished = self.store.replace(fresh.values())
+        pairs = (
+            [(raw(key), obj) for key, obj in fresh.items()] if len(self.store) else [(None, o) for o in fresh.values()]
+        )
+        vanished = self.store.replace(fresh)
         self._resource_version = resource_version
         self._last_event = self._clock()
         for old, obj in pairs:

@@ -229,14 +229,17 @@ class Store:
         old = self.remove(obj_or_key)
         return None if old is None else _decode(old)
 
-    def replace(self, objs: Iterable[JSON]) -> _Objects:
+    def replace(self, objs: Iterable[JSON] | Mapping[str, JSON]) -> _Objects:
         """Swap the whole content for ``objs`` (a relist); returns the objects that vanished (decoded).
-        Raises, changing nothing, if an index function raises or an object is not JSON."""
+
+        ``objs`` may be a mapping already keyed by :func:`object_key` (as the informer has it), which saves
+        computing the keys again. Raises, changing nothing, if an index function raises or an object is not JSON.
+        """
         items: dict[str, bytes] = {}
         values: dict[str, _Values] = {}
         custom = self._custom
-        for obj in objs:
-            key = object_key(obj)
+        keyed = objs.items() if isinstance(objs, Mapping) else ((object_key(obj), obj) for obj in objs)
+        for key, obj in keyed:
             if custom:
                 values[key] = self._custom_values(obj)
             items[key] = _encode(obj)
