@@ -296,7 +296,7 @@ async def run_on_envtest(args: argparse.Namespace, session: Session) -> int:
         say("look at what the operator does:")
         print(f"    kubectl --kubeconfig {path} get networkpolicies -A", flush=True)
         print(f"    kubectl --kubeconfig {path} get externalsecretsconfigs cluster -o yaml", flush=True)
-        print(f"    {python()} -m controller.netpol verify --kubeconfig {path} --platform kubernetes", flush=True)
+        print(f"    {python()} -m controller.netpol verify --kubeconfig {path}", flush=True)
         say("running the manager; Ctrl-C stops it and the API server")
         return await supervise(manager_command(path, args), session)
     finally:
