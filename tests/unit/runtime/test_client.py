@@ -262,3 +262,32 @@ async def test_informer_skips_and_counts_a_non_object_watch_line_without_relisti
     assert server.watches()[1].query["resourceVersion"] == server.watches()[0].query["resourceVersion"]
     assert len(server.lists()) == 1  # no relist
     assert (REGISTRY.get_sample_value("informer_malformed_events_total", labels) or 0.0) == before + 1
+
+
+def test_large_bodies_are_decoded_with_the_cyclic_gc_paused_and_it_is_restored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from controller.runtime import client as client_module
+
+    seen: list[bool] = []
+    real_loads = orjson.loads
+
+    def loads(raw: bytes) -> Any:
+        seen.append(gc.isenabled())
+        return real_loads(raw)
+
+    monkeypatch.setattr(client_module.orjson, "loads", loads)
+    large = orjson.dumps({"items": ["x" * 1024] * 1100})
+    assert client_module.decode_body(b'{"kind":"Status"}') == {"kind": "Status"}
+    assert client_module.decode_body(large)["items"][0] == "x" * 1024
+    assert client_module.decode_body(b"") == {}
+    assert seen == [True, False]
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        client_module.decode_body(large)
+        assert not gc.isenabled(), "a collector the caller disabled stays disabled"
+    finally:
+        gc.enable()
