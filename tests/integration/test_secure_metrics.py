@@ -5,18 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from controller.runtime.metrics import WORKQUEUE_ADDS, init_controller_metrics
 from controller.runtime.server import MetricsServer
+from tests.integration.http import get
 
 SCRAPER = "system:serviceaccount:openshift-monitoring:prometheus-k8s"
-
-
-async def _get(url: str, token: str | None) -> tuple[int, str]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with aiohttp.ClientSession() as session, session.get(url, headers=headers, ssl=False) as resp:
-        return resp.status, await resp.text()
 
 
 async def test_scrapes_are_authenticated_and_authorized_by_the_api_server(
@@ -32,10 +25,10 @@ async def test_scrapes_are_authenticated_and_authorized_by_the_api_server(
     server = MetricsServer("127.0.0.1:0", secure=True, client=k8s, cert_dir=tmp_path)
     async with server:
         url = server.url + "/metrics"
-        assert (await _get(url, None))[0] == 401
-        assert (await _get(url, "no-such-token"))[0] == 401
-        assert await _get(url, "developer-token") == (403, "Authorization denied for user developer\n")
-        status, body = await _get(url, "scraper-token")
+        assert (await get(url, None))[0] == 401
+        assert (await get(url, "no-such-token"))[0] == 401
+        assert await get(url, "developer-token") == (403, "Authorization denied for user developer\n")
+        status, body = await get(url, "scraper-token")
     assert status == 200
     assert 'controller_runtime_reconcile_total{controller="secure-metrics-e2e",result="success"}' in body
     assert 'workqueue_adds_total{controller="secure-metrics-e2e",name="secure-metrics-e2e"}' in body

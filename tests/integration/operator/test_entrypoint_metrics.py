@@ -5,22 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiohttp
-
 from controller.__main__ import build_manager
 from controller.externalsecrets import constants as c
 from controller.externalsecrets.options import parse_options
 from controller.externalsecrets.resources import EXTERNALSECRETSCONFIGS
 from controller.runtime.client import Client
+from tests.integration.http import get
 from tests.integration.operator.conftest import delete_config, eventually, install_crd
 
 SCRAPER = "system:serviceaccount:openshift-monitoring:prometheus-k8s"
-
-
-async def _get(url: str, token: str | None = None) -> tuple[int, str]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with aiohttp.ClientSession() as session, session.get(url, headers=headers, ssl=False) as resp:
-        return resp.status, await resp.text()
 
 
 async def test_entry_point_serves_metrics_over_tls_only_to_authorized_scrapers_and_reports_ready(
@@ -49,20 +42,20 @@ async def test_entry_point_serves_metrics_over_tls_only_to_authorized_scrapers_a
         probes = f"http://127.0.0.1:{manager.probe_server.port}"
 
         async def ready() -> bool:
-            return manager.probe_server.port is not None and (await _get(probes + "/readyz"))[0] == 200
+            return manager.probe_server.port is not None and (await get(probes + "/readyz"))[0] == 200
 
         await eventually(ready)
-        assert (await _get(probes + "/healthz"))[0] == 200
+        assert (await get(probes + "/healthz"))[0] == 200
         metrics = f"https://127.0.0.1:{manager.metrics_server.port}/metrics"
-        assert (await _get(metrics))[0] == 401
-        assert (await _get(metrics, "developer-token"))[0] == 403
+        assert (await get(metrics))[0] == 401
+        assert (await get(metrics, "developer-token"))[0] == 403
 
         async def reconciled() -> bool:
-            status, body = await _get(metrics, "scraper-token")
+            status, body = await get(metrics, "scraper-token")
             return status == 200 and f'controller_runtime_reconcile_total{{controller="{c.CONTROLLER_NAME}",' in body
 
         await eventually(reconciled)
-        _, body = await _get(metrics, "scraper-token")
+        _, body = await get(metrics, "scraper-token")
         assert f'workqueue_adds_total{{controller="{c.CONTROLLER_NAME}",name="{c.CONTROLLER_NAME}"}}' in body
         assert f'controller_runtime_max_concurrent_reconciles{{controller="{c.CONTROLLER_NAME}"}}' in body
         assert "rest_client_requests_total{" in body
