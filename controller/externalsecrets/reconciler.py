@@ -4,7 +4,9 @@ Every watched event (the ExternalSecretsConfig, a managed NetworkPolicy, the ``k
 operand namespace) maps to the one request ``cluster``; a reconcile computes the whole desired state from the
 spec and the environment and runs the parts (one per managed kind, see ``parts``) so that each converges on its
 own: stages run in order, the parts of a stage concurrently, and a part that fails or crashes is reported in
-the status while the others go on. The status (Ready, Degraded, NetworkPoliciesVerified, observedGeneration) is
+the status while the others go on. The NetworkPoliciesVerified verdict is computed from what the parts applied
+(their answers from the API server laid over the cache, see ``overlay``), not from a cache that has not seen
+those writes yet. The status (Ready, Degraded, NetworkPoliciesVerified, observedGeneration) is
 written only when it changes, so an unchanged world costs reads from the cache and no writes.
 
 Deletion needs no finalizer: every managed object has a controller reference to the ExternalSecretsConfig and
@@ -25,6 +27,7 @@ from controller.externalsecrets import constants as c
 from controller.externalsecrets import status as st
 from controller.externalsecrets.environment import Environment
 from controller.externalsecrets.networkpolicies import Problem
+from controller.externalsecrets.overlay import ObjectKey, Overlay, Written
 from controller.externalsecrets.parts import EventSink, Part, PartContext, PartResult, Reader, Stage
 from controller.externalsecrets.parts.namespace import NamespacePart
 from controller.externalsecrets.parts.networkpolicies import NetworkPoliciesPart, Validator, upstream_validator
@@ -39,8 +42,9 @@ from controller.runtime.resources import ENDPOINTSLICES, NETWORKPOLICIES
 log = structlog.get_logger(__name__)
 
 JSON = dict[str, Any]
-Verifier = Callable[[JSON, Sequence[JSON], Environment], Awaitable[st.Verdict]]
-"""Judges the applied policies (the ExternalSecretsConfig, the live policies, the environment)."""
+Verifier = Callable[[JSON, Sequence[JSON], Environment, Reader], Awaitable[st.Verdict]]
+"""Judges the applied policies: the ExternalSecretsConfig, the policies as this reconcile left them, the
+environment, and a reader of the cache with this reconcile's writes laid over it (``overlay.Overlay``)."""
 
 API_SERVER_SLICE_SELECTOR = f"{c.SERVICE_NAME_LABEL}={c.API_SERVER_SERVICE_NAME}"
 MAX_SUPERSEDED = 16
@@ -128,7 +132,10 @@ class ExternalSecretsConfigReconciler:
                 "False", "InvalidSpec", "The spec cannot be read; see the Degraded condition"
             )
         if self.verifier is not None:
-            verdicts[st.VERIFIED] = await self._verify(esc, env)
+            written: dict[ObjectKey, Written] = {}
+            for r in results:
+                written.update(r.applied)
+            verdicts[st.VERIFIED] = await self._verify(esc, env, Overlay(self.cache, written))
 
         await self._write_status(esc, generation, verdicts)
         transient = [e for r in results for e in r.errors]
@@ -151,11 +158,13 @@ class ExternalSecretsConfigReconciler:
             log.exception("part failed", part=part.name)
             return PartResult(part.name, ready=False, summary=f"{part.name} failed: {err}", errors=[err])
 
-    async def _verify(self, esc: JSON, env: Environment) -> st.Verdict:
+    async def _verify(self, esc: JSON, env: Environment, view: Reader) -> st.Verdict:
+        """The verifier's verdict on ``view``: the cache as this reconcile's writes left it, so the verdict never
+        judges the state from before them (a transient False on a fresh install, then a second status write)."""
         assert self.verifier is not None
         try:
-            live = await self.cache.list(NETWORKPOLICIES, env.operand_namespace, label_selector=c.MANAGED_SELECTOR)
-            return await self.verifier(esc, live, env)
+            live = await view.list(NETWORKPOLICIES, env.operand_namespace, label_selector=c.MANAGED_SELECTOR)
+            return await self.verifier(esc, live, env, view)
         except Exception as err:
             log.exception("network policy verification failed")
             return st.Verdict("Unknown", "VerificationFailed", f"Could not verify the network policies: {err}")

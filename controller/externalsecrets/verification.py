@@ -2,7 +2,7 @@
 
 After every reconcile the operator asks :func:`controller.netpol.verify.verify_objects` whether the operand's
 required flows (issue 4's matrix, stated independently in ``controller.netpol.flows``) get through the managed
-policies as the cache holds them, with the operand's pods taken from its Deployments' pod templates (the cache
+policies as that reconcile left them (the cache with the reconcile's own writes laid over it, ``overlay``), with the operand's pods taken from its Deployments' pod templates (the cache
 holds no Pods; a template is what every pod of the Deployment will carry). The operator's own flows are left
 out: its namespace's policies are static manifests, not the operator's to reconcile.
 
@@ -42,22 +42,25 @@ NOT_ISOLATED_REASON = "NotIsolated"
 
 
 class NetworkPolicyVerifier:
-    """A reconciler ``Verifier`` reading the operand's Deployments, Namespace and API server slices from
-    ``cache``."""
+    """A reconciler ``Verifier`` reading the operand's Deployments, Namespace and API server slices from the
+    reader the reconciler passes (the cache with its own writes laid over it), else from ``cache``."""
 
     def __init__(self, cache: Reader) -> None:
         self.cache = cache
         self._last: tuple[Hashable, st.Verdict] | None = None
         """The inputs of the last verdict (see ``_inputs``) and the verdict."""
 
-    async def __call__(self, esc: JSON, policies: Sequence[JSON], env: Environment) -> st.Verdict:
+    async def __call__(
+        self, esc: JSON, policies: Sequence[JSON], env: Environment, reader: Reader | None = None
+    ) -> st.Verdict:
         ns = env.operand_namespace
-        deployments = await self.cache.list(DEPLOYMENTS, ns, label_selector=c.MANAGED_SELECTOR)
-        slices = await self.cache.list(
+        view = reader if reader is not None else self.cache
+        deployments = await view.list(DEPLOYMENTS, ns, label_selector=c.MANAGED_SELECTOR)
+        slices = await view.list(
             ENDPOINTSLICES, c.API_SERVER_SERVICE_NAMESPACE, label_selector=API_SERVER_SLICE_SELECTOR
         )
         try:
-            namespaces = [await self.cache.get(NAMESPACES, ns)]
+            namespaces = [await view.get(NAMESPACES, ns)]
         except errors.NotFound:
             namespaces = []
         inputs = _inputs(env, namespaces, deployments, policies, slices)

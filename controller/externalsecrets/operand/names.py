@@ -7,11 +7,11 @@ managed-by label). A name that is not listed is never touched, so objects of oth
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
 from controller.externalsecrets import constants as c
+from controller.externalsecrets.overlay import ObjectKey as ObjectKey
 from controller.runtime.resources import (
     CLUSTERROLEBINDINGS,
     CLUSTERROLES,
@@ -76,19 +76,6 @@ class Component(str, Enum):
     """Only with Bitwarden: the bitwarden-sdk-server."""
     BITWARDEN_CERTIFICATE = "bitwarden-certificate"
     """Only with Bitwarden, cert-manager and no secretRef: the bitwarden-sdk-server's Certificate."""
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectKey:
-    """The identity of one object: its resource, namespace (None when cluster-scoped) and name."""
-
-    resource: Resource
-    namespace: str | None
-    name: str
-
-    def __str__(self) -> str:
-        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
-        return f"{self.resource.kind} {where}"
 
 
 def component_identities(namespace: str) -> dict[Component, frozenset[ObjectKey]]:

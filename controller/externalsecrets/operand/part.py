@@ -48,6 +48,7 @@ from controller.externalsecrets.operand.desired import (
 from controller.externalsecrets.operand.images import Images
 from controller.externalsecrets.operand.status import deployment_unavailable_reason
 from controller.externalsecrets.operand.watches import SecretRefWatch
+from controller.externalsecrets.overlay import Gone
 from controller.externalsecrets.parts import PartContext, PartResult
 from controller.externalsecrets.parts.events import emit
 from controller.runtime import errors
@@ -90,8 +91,9 @@ class OperandPart:
         assets: Assets | None = None,
         secrets: SecretRefWatch | None = None,
     ) -> None:
-        """``images`` default to the RELATED_IMAGE_* environment. ``crds`` reads CustomResourceDefinitions (a
-        watch's store, so checking for cert-manager costs no request); without it the client reads them.
+        """``images`` default to the RELATED_IMAGE_* environment. ``crds`` reads CustomResourceDefinitions and
+        cert-manager issuers (a watch's stores, so checking for cert-manager and the issuer costs no request);
+        without it the client reads them.
         ``secrets`` watches the Bitwarden TLS Secret that the spec names (the part tells it which), so checking it
         costs no request either; without it the client reads it on every reconcile."""
         self.images = images if images is not None else Images.from_environment()
@@ -114,6 +116,7 @@ class OperandPart:
         applied: list[Applied] = []
         for batch in (first, last):  # the webhook configurations once what they point at exists
             applied.extend(await asyncio.gather(*(self._ensure(ctx, res, obj, result) for res, obj in batch)))
+        result.applied.update((a.key, a.live) for a in applied if a.live is not None)
         await self._prune(ctx, stale_identities(desired, ns), certificates_served, result)
         _summarize(result, applied, expected=len(desired))
         return result
@@ -174,7 +177,7 @@ class OperandPart:
         if ctx.spec.cert_manager_enabled and missing:
             _problem(result, cert_manager_missing_problem(missing))
         elif ctx.spec.cert_manager_enabled and ref is not None:
-            await _check(result, check_issuer(ctx.client, ref, ctx.env.operand_namespace))
+            await _check(result, check_issuer(self.crds or ctx.client, ref, ctx.env.operand_namespace))
         tls_reader: ObjectReader = ctx.client
         if self.secrets is not None:
             self.secrets.follow(bitwarden_secret_name(ctx.spec))
@@ -246,6 +249,7 @@ class OperandPart:
                     return
                 uid = str((live.get("metadata") or {}).get("uid", ""))
                 await ctx.client.delete(key.resource, key.name, key.namespace, preconditions={"uid": uid})
+                result.applied[key] = Gone(uid)
             except (errors.NotFound, errors.Conflict):
                 return  # gone already, or re-created meanwhile: the event it raised brings a fresh reconcile
             except errors.Forbidden as err:

@@ -7,8 +7,8 @@ small objects), and starts the Issuer (operand namespace) and ClusterIssuer info
 established, stopping them when the CRDs go. Every change of any of them calls the subscribers, which enqueue a
 reconcile; the operand part then finds the issuer present and clears its Degraded problem.
 
-It doubles as the part's reader of CRDs (:meth:`get`), so checking for cert-manager costs no request once the
-CRD informers have synced.
+It doubles as the part's reader of CRDs and issuers (:meth:`get`), so checking for cert-manager and for the
+issuer that issuerRef names costs no request once the informers have synced.
 """
 
 from __future__ import annotations
@@ -107,14 +107,21 @@ class CertManagerWatch:
         return set(self._issuers)
 
     async def get(self, res: Resource, name: str, namespace: str | None = None) -> JSON:
-        """A cert-manager CRD from the watch (raises NotFound when absent); anything else, or before the watch has
-        synced, from the API server."""
-        informer = self._crds.get(name) if res == CUSTOMRESOURCEDEFINITIONS else None
+        """A cert-manager CRD, or an Issuer of the watched namespace or a ClusterIssuer while its kind is watched,
+        from the watch (raises NotFound when absent); anything else, or before the watch has synced, from the API
+        server."""
+        informer: WatchInformer | None = None
+        key = name
+        if res == CUSTOMRESOURCEDEFINITIONS:
+            informer = self._crds.get(name)
+        elif res in self._issuers and (not res.namespaced or namespace == self.namespace):
+            informer = self._issuers[res][0]
+            key = f"{namespace}/{name}" if res.namespaced else name
         if informer is None or not informer.has_synced():
             return await self.client.get(res, name, namespace)
-        obj = informer.store.get(name)
+        obj = informer.store.get(key)
         if obj is None:
-            raise errors.NotFound(404, "NotFound", f'customresourcedefinitions.apiextensions.k8s.io "{name}" not found')
+            raise errors.NotFound(404, "NotFound", f'{res.plural}.{res.group} "{name}" not found')
         return obj
 
     async def run(self) -> None:

@@ -19,20 +19,13 @@ from typing import Any, Protocol
 from api.v1alpha1 import ExternalSecretsConfigSpec
 from controller.externalsecrets.environment import Environment
 from controller.externalsecrets.networkpolicies import Problem
+from controller.externalsecrets.overlay import ObjectKey, Reader, Written
 from controller.runtime.client import Client
 from controller.runtime.resources import Resource
 
 JSON = dict[str, Any]
 
-
-class Reader(Protocol):
-    """Reads from the informer cache (controller.runtime.cache.Cache provides these)."""
-
-    async def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON: ...
-
-    async def list(
-        self, resource: Resource, namespace: str | None = None, *, label_selector: str | None = None
-    ) -> list[JSON]: ...
+__all__ = ["EventSink", "Part", "PartContext", "PartResult", "Reader", "Stage"]
 
 
 class EventSink(Protocol):
@@ -71,6 +64,14 @@ class PartResult:
     """Transient failures (API errors a retry can cure); the reconcile is retried with backoff."""
     requeue_after: float | None = None
     """Look again after this many seconds even without an event (e.g. after a Forbidden that RBAC may fix)."""
+    applied: dict[ObjectKey, Written] = field(default_factory=dict)
+    """The objects the part wrote or read from the API server (the server's answers) and the ones it deleted
+    (:class:`~controller.externalsecrets.overlay.Gone`): what the reconcile judges after the parts, laid over the
+    cache that has not seen them yet (:class:`~controller.externalsecrets.overlay.Overlay`)."""
+
+    def record(self, res: Resource, obj: JSON) -> None:
+        """Remember ``obj`` (the API server's answer, or a fresh read) as this reconcile's view of it."""
+        self.applied[ObjectKey.of(res, obj)] = obj
 
 
 class Part(Protocol):

@@ -26,6 +26,8 @@ class NamespacePart:
             live = await _read(ctx, ns)
         except errors.ApiError as err:
             return _failed(result, ns, err)
+        if live is not None:
+            result.record(NAMESPACES, live)
         try:
             if live is None:
                 body = {
@@ -34,13 +36,14 @@ class NamespacePart:
                     "metadata": {"name": ns, "labels": dict(c.MANAGED_LABELS)},
                 }
                 try:
-                    await ctx.client.create(NAMESPACES, body, field_manager=c.FIELD_MANAGER)
+                    result.record(NAMESPACES, await ctx.client.create(NAMESPACES, body, field_manager=c.FIELD_MANAGER))
                     await emit(ctx, "Normal", "NamespaceCreated", f"Created namespace {ns}")
                     return result
                 except errors.Conflict as err:
                     if not err.already_exists:
                         raise
                     live = await ctx.client.get(NAMESPACES, ns)
+                    result.record(NAMESPACES, live)
             meta = live.get("metadata") or {}
             if meta.get("deletionTimestamp"):
                 result.ready = False
@@ -50,7 +53,8 @@ class NamespacePart:
             labels = meta.get("labels") or {}
             missing = {k: v for k, v in c.MANAGED_LABELS.items() if labels.get(k) != v}
             if missing:
-                await ctx.client.patch(NAMESPACES, ns, {"metadata": {"labels": missing}}, field_manager=c.FIELD_MANAGER)
+                patch = {"metadata": {"labels": missing}}
+                result.record(NAMESPACES, await ctx.client.patch(NAMESPACES, ns, patch, field_manager=c.FIELD_MANAGER))
         except errors.ApiError as err:
             return _failed(result, ns, err)
         return result

@@ -25,6 +25,7 @@ from controller.externalsecrets.networkpolicies import (
     desired_network_policies,
     spec_matches,
 )
+from controller.externalsecrets.overlay import Gone, ObjectKey
 from controller.externalsecrets.parts import PartContext, PartResult
 from controller.externalsecrets.parts.events import emit
 from controller.netpol.validation import validate_network_policy
@@ -134,7 +135,8 @@ class NetworkPoliciesPart:
         """Make one policy match; True when it does afterwards."""
         name = desired["metadata"]["name"]
         try:
-            outcome = await self._write(ctx, desired, uid)
+            outcome, live = await self._write(ctx, desired, uid)
+            result.record(NETWORKPOLICIES, live)
         except errors.Invalid as err:
             result.problems.append(
                 Problem(
@@ -181,24 +183,25 @@ class NetworkPoliciesPart:
             )
         return True
 
-    async def _write(self, ctx: PartContext, desired: JSON, uid: str) -> Outcome:
+    async def _write(self, ctx: PartContext, desired: JSON, uid: str) -> tuple[Outcome, JSON]:
+        """Make one policy match; the outcome and the policy as the server holds it now (the server's answer to
+        our write, or the live object that already matched)."""
         name, ns = desired["metadata"]["name"], desired["metadata"]["namespace"]
         live = await self._read(ctx, name, ns)
         for _ in range(MAX_WRITE_ATTEMPTS):
             if live is None:
                 try:
-                    await ctx.client.create(NETWORKPOLICIES, desired, field_manager=c.FIELD_MANAGER)
-                    return "created"
+                    return "created", await ctx.client.create(NETWORKPOLICIES, desired, field_manager=c.FIELD_MANAGER)
                 except errors.Conflict as err:
                     if not err.already_exists:
                         raise
                     live = await self._get(ctx, name, ns)  # invisible to the cache (label removed): adopt it
                     continue
             if matches(desired, live, uid):
-                return "unchanged"
+                return "unchanged", live
             try:
-                await ctx.client.update(NETWORKPOLICIES, merged(live, desired), field_manager=c.FIELD_MANAGER)
-                return "updated"
+                body = merged(live, desired)
+                return "updated", await ctx.client.update(NETWORKPOLICIES, body, field_manager=c.FIELD_MANAGER)
             except errors.NotFound:
                 live = None  # deleted meanwhile: create it
             except errors.Conflict:
@@ -240,10 +243,11 @@ class NetworkPoliciesPart:
         await asyncio.gather(*(self._delete(ctx, meta, result) for meta in stale))
 
     async def _delete(self, ctx: PartContext, meta: Mapping[str, Any], result: PartResult) -> None:
-        name, ns = str(meta.get("name", "")), str(meta.get("namespace", ""))
+        name, ns, uid = str(meta.get("name", "")), str(meta.get("namespace", "")), str(meta.get("uid", ""))
         try:
-            await ctx.client.delete(NETWORKPOLICIES, name, ns, preconditions={"uid": str(meta.get("uid", ""))})
+            await ctx.client.delete(NETWORKPOLICIES, name, ns, preconditions={"uid": uid})
         except errors.NotFound:
+            result.applied[ObjectKey(NETWORKPOLICIES, ns, name)] = Gone(uid)
             return
         except errors.Conflict:
             return  # re-created meanwhile under the same name: the next event decides again
@@ -261,6 +265,7 @@ class NetworkPoliciesPart:
         except errors.ApiError as err:
             result.errors.append(err)
             return
+        result.applied[ObjectKey(NETWORKPOLICIES, ns, name)] = Gone(uid)
         await emit(ctx, "Normal", "NetworkPolicyDeleted", f"Deleted stale NetworkPolicy {ns}/{name}")
 
 

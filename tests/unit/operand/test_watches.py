@@ -181,6 +181,33 @@ async def test_issuer_informers_follow_their_crds_and_every_change_notifies(harn
     assert cluster_issuers.cancelled
 
 
+async def test_issuers_are_read_from_the_watch_while_their_kind_is_watched(harness: Harness) -> None:
+    """check_issuer costs no request once the issuer informers have synced; before, or for another namespace,
+    it asks the server."""
+    with pytest.raises(errors.NotFound):
+        await harness.watch.get(n.ISSUERS, "ca", NS)
+    assert harness.client.gets == ["ca"]  # not watched: asked the server
+    for name in ("issuers.cert-manager.io", "clusterissuers.cert-manager.io"):
+        harness.crd_informer(name).add(crd(name))
+    await settle()
+    issuers, cluster_issuers = harness.issuer_informer(n.ISSUERS), harness.issuer_informer(n.CLUSTERISSUERS)
+    with pytest.raises(errors.NotFound):
+        await harness.watch.get(n.ISSUERS, "ca", NS)
+    assert len(harness.client.gets) == 2  # watched but not synced yet: still the server
+    issuers.sync()
+    cluster_issuers.sync()
+    issuers.objects[f"{NS}/ca"] = {"metadata": {"name": "ca", "namespace": NS}}
+    cluster_issuers.objects["root"] = {"metadata": {"name": "root"}}
+    assert (await harness.watch.get(n.ISSUERS, "ca", NS))["metadata"]["name"] == "ca"
+    assert (await harness.watch.get(n.CLUSTERISSUERS, "root"))["metadata"]["name"] == "root"
+    with pytest.raises(errors.NotFound):
+        await harness.watch.get(n.ISSUERS, "missing", NS)
+    assert len(harness.client.gets) == 2
+    with pytest.raises(errors.NotFound):
+        await harness.watch.get(n.ISSUERS, "ca", "elsewhere")  # another namespace is not watched
+    assert len(harness.client.gets) == 3
+
+
 async def test_a_failing_subscriber_does_not_stop_the_others(harness: Harness) -> None:
     def broken() -> None:
         raise RuntimeError("bug")
