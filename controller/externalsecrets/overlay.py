@@ -81,6 +81,15 @@ def _version(obj: Mapping[str, Any]) -> int | None:
     return int(rv) if rv.isdigit() else None
 
 
+def newer(ours: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:
+    """Whether ``ours`` (an answer of the server) is a later version of the same object than ``cached``: same uid
+    and a higher resourceVersion (or one that is not a number)."""
+    if str(_meta(ours).get("uid", "")) != str(_meta(cached).get("uid", "")):
+        return False
+    a, b = _version(ours), _version(cached)
+    return a is None or b is None or a > b
+
+
 def resolve(cached: JSON | None, written: Written | None) -> JSON | None:
     """The object as this reconcile knows it: ``cached`` (the cache's, None when absent) and what we wrote."""
     if written is None:

@@ -48,7 +48,7 @@ from controller.externalsecrets.operand.desired import (
 from controller.externalsecrets.operand.images import Images
 from controller.externalsecrets.operand.status import deployment_unavailable_reason
 from controller.externalsecrets.operand.watches import SecretRefWatch
-from controller.externalsecrets.overlay import Gone
+from controller.externalsecrets.overlay import Gone, newer
 from controller.externalsecrets.parts import PartContext, PartResult
 from controller.externalsecrets.parts.events import emit
 from controller.runtime import errors
@@ -102,6 +102,8 @@ class OperandPart:
         self.secrets = secrets
         self._built: tuple[tuple[str | None, ...], list[Desired]] | None = None
         """The inputs of the last build and its objects (never modified after the build)."""
+        self._answers: dict[n.ObjectKey, JSON] = {}
+        """Per object: the server's answer to our last write of it, while the cache shows an older version."""
         self._in_place: dict[n.ObjectKey, tuple[str, str, str]] = {}
         """Per object: (desired hash, live uid, live resourceVersion) of the last live object that held it all."""
 
@@ -188,12 +190,22 @@ class OperandPart:
     # ---- apply ---------------------------------------------------------------------------------------------------
 
     async def _read(self, ctx: PartContext, key: n.ObjectKey) -> JSON | None:
+        """The live object: from the cache, or our last write's answer while the cache still shows an older
+        version of it (the events of our own writes come later; a Deployment's status read from such a version
+        would turn Ready back to False for a moment). A cache miss is a miss, even with an answer kept: the object
+        may have been deleted since, and apply restores it either way."""
         try:
             if key.resource in UNCACHED:
                 return await ctx.client.get(key.resource, key.name, key.namespace)
-            return await ctx.cache.get(key.resource, key.name, key.namespace)
+            cached = await ctx.cache.get(key.resource, key.name, key.namespace)
         except errors.NotFound:
             return None
+        ours = self._answers.get(key)
+        if ours is not None:
+            if newer(ours, cached):
+                return ours
+            del self._answers[key]  # the cache has caught up, or holds another object under the name now
+        return cached
 
     async def _ensure(self, ctx: PartContext, res: Resource, desired: JSON, result: PartResult) -> Applied:
         key = key_of((res, desired))
@@ -216,6 +228,8 @@ class OperandPart:
                 if self._holds(key, desired, live):
                     return Applied(key, "unchanged", live)
             written = await ctx.client.apply(res, desired, field_manager=c.FIELD_MANAGER, force=True)
+            if res not in UNCACHED:
+                self._answers[key] = written
         except errors.Invalid as err:
             _problem(result, Problem(str(key), "Invalid", f"the API server rejected {key}: {err.message}"))
             await emit(ctx, "Warning", "OperandRejected", f"{key}: {err.message}")
@@ -249,6 +263,7 @@ class OperandPart:
                     return
                 uid = str((live.get("metadata") or {}).get("uid", ""))
                 await ctx.client.delete(key.resource, key.name, key.namespace, preconditions={"uid": uid})
+                self._answers.pop(key, None)
                 result.applied[key] = Gone(uid)
             except (errors.NotFound, errors.Conflict):
                 return  # gone already, or re-created meanwhile: the event it raised brings a fresh reconcile

@@ -25,7 +25,14 @@ from controller.externalsecrets.wiring import add_to_manager, cache_scopes
 from controller.runtime import errors
 from controller.runtime.client import Client
 from controller.runtime.manager import Manager, ManagerOptions
-from controller.runtime.resources import CUSTOMRESOURCEDEFINITIONS, DEPLOYMENTS, NETWORKPOLICIES, SECRETS
+from controller.runtime.resources import (
+    CUSTOMRESOURCEDEFINITIONS,
+    DEPLOYMENTS,
+    NAMESPACES,
+    NETWORKPOLICIES,
+    SECRETS,
+    Resource,
+)
 from tests.integration.conftest import ON_REAL_CLUSTER
 
 JSON = dict[str, Any]
@@ -50,12 +57,23 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0
 
 class CountingClient(Client):
     """A client that records every write request it makes (method and path), for the no-write assertions, and
-    every GET path, for the no-read ones."""
+    every GET path, for the no-read ones.
+
+    ``watch_lag`` holds back each watch event of the ``lagging`` kinds by that many seconds (one after the other),
+    as a busy API server or network does: the informer cache then lags behind the operator's own writes."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.writes: list[tuple[str, str]] = []
         self.gets: list[str] = []
+        self.watch_lag = 0.0
+        self.lagging: frozenset[Resource] = frozenset()
+
+    async def watch(self, res: Resource, namespace: str | None = None, **kwargs: Any) -> AsyncIterator[JSON]:
+        async for event in super().watch(res, namespace, **kwargs):
+            if self.watch_lag and res in self.lagging and event.get("type") != "BOOKMARK":
+                await asyncio.sleep(self.watch_lag)
+            yield event
 
     async def request(self, method: str, path: str, **kwargs: Any) -> JSON:
         if method in WRITE_METHODS:
@@ -207,13 +225,16 @@ async def operator(
     """The CRD installed, no ExternalSecretsConfig, and the operator managing ``test_namespace``.
 
     Indirect parameters (a dict) are passed to ``add_to_manager``, e.g. ``{"validator": None}`` to let the API
-    server be the only judge of the policies.
+    server be the only judge of the policies, except ``watch_lag``: seconds by which the operator's watches of
+    NetworkPolicies, Deployments and Namespaces deliver each event late (see :class:`CountingClient`).
     """
-    overrides: dict[str, Any] = getattr(request, "param", None) or {}
+    overrides: dict[str, Any] = dict(getattr(request, "param", None) or {})
+    watch_lag = float(overrides.pop("watch_lag", 0.0))
     await install_crd(k8s)
     await delete_config(k8s)
     await k8s.create(SECRETS, {"metadata": {"name": BITWARDEN_TLS_SECRET, "namespace": test_namespace}})
     client = CountingClient((await Client.from_kubeconfig(k8s_env.kubeconfig_path)).config)
+    client.watch_lag, client.lagging = watch_lag, frozenset({NETWORKPOLICIES, DEPLOYMENTS, NAMESPACES})
     platform = "openshift" if await k8s.has_api_group("config.openshift.io") else "kubernetes"
     env = Environment(operand_namespace=test_namespace, platform=platform)
     manager = Manager(

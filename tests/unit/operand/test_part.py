@@ -3,6 +3,7 @@ pruning, prerequisites (cert-manager, issuer, Bitwarden TLS) and readiness."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from api.v1alpha1 import ExternalSecretsConfigSpec
@@ -27,7 +28,7 @@ from controller.runtime.resources import (
     Resource,
 )
 from tests.unit.operand.fakes import ApplyClient
-from tests.unit.operator.fakes import FakeCache, Recorder
+from tests.unit.operator.fakes import FakeCache, FakeClient, Recorder
 
 JSON = dict[str, Any]
 NS = "external-secrets"
@@ -348,3 +349,21 @@ async def test_object_controlled_by_someone_else_is_left_alone_and_reported() ->
     assert problem.reason == "OwnedElsewhere" and "ReplicaSet x" in problem.message
     dep = world.get(DEPLOYMENTS, "external-secrets")
     assert "spec" not in dep and dep["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
+
+
+async def test_a_cache_behind_our_own_write_is_read_through_the_write_s_answer() -> None:
+    """The cache still shows the version from before our last write (its watch event is late): the part judges
+    the object by the server's answer, so it neither writes again nor reports a stale Deployment's status."""
+    world = World()
+    await world.reconcile()
+    world.make_available()
+    frozen = FakeClient()
+    frozen.objects = copy.deepcopy(world.client.objects)
+    world.cache = FakeCache(frozen, world.cache.scopes)  # from now on the cache sees none of the writes
+    proxy = {"appConfig": {"proxy": {"httpsProxy": "https://proxy.example.com"}}}
+    first = await world.reconcile(proxy)  # the Deployments change: a new generation, not yet rolled out
+    assert ("apply", "external-secrets") in world.client.writes
+    assert not first.ready
+    again = await world.reconcile(proxy)
+    assert world.client.writes == []  # the answers hold everything: nothing is applied again
+    assert not again.ready and "Deployment external-secrets: rollout not yet observed" in again.summary
