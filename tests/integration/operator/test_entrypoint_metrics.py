@@ -39,13 +39,15 @@ async def test_entry_point_serves_metrics_over_tls_only_to_authorized_scrapers_a
             {"apiVersion": "operator.openshift.io/v1alpha1", "kind": "ExternalSecretsConfig",
              "metadata": {"name": "cluster"}, "spec": {}},
         )  # fmt: skip
-        probes = f"http://127.0.0.1:{manager.probe_server.port}"
 
         async def ready() -> bool:
-            return manager.probe_server.port is not None and (await get(probes + "/readyz"))[0] == 200
+            # Both servers bind free ports when they start; their ports are known from then on.
+            if manager.probe_server.port is None or manager.metrics_server.port is None:
+                return False
+            return (await get(f"http://127.0.0.1:{manager.probe_server.port}/readyz"))[0] == 200
 
         await eventually(ready)
-        assert (await get(probes + "/healthz"))[0] == 200
+        assert (await get(f"http://127.0.0.1:{manager.probe_server.port}/healthz"))[0] == 200
         metrics = f"https://127.0.0.1:{manager.metrics_server.port}/metrics"
         assert (await get(metrics))[0] == 401
         assert (await get(metrics, "developer-token"))[0] == 403
