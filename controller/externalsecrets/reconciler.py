@@ -124,7 +124,10 @@ class ExternalSecretsConfigReconciler:
                 kept_policy_names=parsed.kept_policy_names,
             )  # fmt: skip
             for stage in self.stages:
-                results.extend(await asyncio.gather(*(self._run(part, ctx) for part in stage.parts)))
+                if len(stage.parts) == 1:  # no task to wait for: the stage starts (and writes) at once
+                    results.append(await self._run(stage.parts[0], ctx))
+                else:
+                    results.extend(await asyncio.gather(*(self._run(part, ctx) for part in stage.parts)))
         problems: list[Problem] = [*parsed.problems, *(p for r in results for p in r.problems)]
         verdicts = {st.READY: st.ready(results, problems), st.DEGRADED: st.degraded(problems)}
         if parsed.spec is None:

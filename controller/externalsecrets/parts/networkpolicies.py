@@ -102,8 +102,31 @@ class NetworkPoliciesPart:
         desired = desired_network_policies(ctx.spec, ctx.env, owner_ref(ctx.owner))
         result.problems.extend(desired.problems)
         desired.keep |= ctx.kept_policy_names
-        applicable = self._screen(desired, result)
-        outcomes = await asyncio.gather(*(self._ensure(ctx, p, uid, result) for p in applicable))
+        policies = desired.policies
+        lives = [await self._read(ctx, p["metadata"]["name"], p["metadata"]["namespace"]) for p in policies]
+        # The policies missing from the cache (a deleted one: the drift that opens traffic) are screened and their
+        # creates sent first; the others are screened and compared while those requests are in flight.
+        missing = [i for i, live in enumerate(lives) if live is None]
+        present = [i for i, live in enumerate(lives) if live is not None]
+        failed: dict[int, Problem] = {}
+        writes = [
+            asyncio.ensure_future(self._ensure(ctx, policies[i], uid, result, None))
+            for i in missing
+            if self._passes(policies[i], i, failed)
+        ]
+        try:
+            if writes:
+                await asyncio.sleep(0)  # let the creates go out
+            checks = [
+                self._ensure(ctx, policies[i], uid, result, lives[i])
+                for i in present
+                if self._passes(policies[i], i, failed)
+            ]
+        except BaseException:
+            await asyncio.gather(*writes, return_exceptions=True)
+            raise
+        result.problems.extend(failed[i] for i in sorted(failed))  # in catalogue order, as screened
+        outcomes = await asyncio.gather(*writes, *checks)
         in_place = sum(1 for ok in outcomes if ok)
         await self._prune(ctx, desired, uid, result)
         total = len(desired.keep)
@@ -111,31 +134,28 @@ class NetworkPoliciesPart:
         result.summary = f"{in_place} of {total} network policies in place"
         return result
 
-    def _screen(self, desired: DesiredPolicies, result: PartResult) -> list[JSON]:
-        """Desired policies that pass upstream validation; the others become problems naming the entry."""
+    def _passes(self, policy: JSON, index: int, failed: dict[int, Problem]) -> bool:
+        """Whether ``policy`` passes upstream validation; when not, its problem (naming the entry) goes into
+        ``failed`` under ``index``."""
         if self._validate is None:
-            return desired.policies
-        applicable = []
-        for policy in desired.policies:
-            failures = self._validate(policy)
-            if failures:
-                name = policy["metadata"]["name"]
-                result.problems.append(
-                    Problem(
-                        _describe(name),
-                        "InvalidNetworkPolicy",
-                        f"{_describe(name)} is invalid: {'; '.join(failures)}; fix the entry's egress rules",
-                    )
-                )
-            else:
-                applicable.append(policy)
-        return applicable
+            return True
+        failures = self._validate(policy)
+        if not failures:
+            return True
+        name = policy["metadata"]["name"]
+        failed[index] = Problem(
+            _describe(name),
+            "InvalidNetworkPolicy",
+            f"{_describe(name)} is invalid: {'; '.join(failures)}; fix the entry's egress rules",
+        )
+        return False
 
-    async def _ensure(self, ctx: PartContext, desired: JSON, uid: str, result: PartResult) -> bool:
-        """Make one policy match; True when it does afterwards."""
+    async def _ensure(self, ctx: PartContext, desired: JSON, uid: str, result: PartResult, cached: JSON | None) -> bool:
+        """Make one policy match, starting from ``cached`` (the cache's copy, None on a miss); True when it
+        matches afterwards."""
         name = desired["metadata"]["name"]
         try:
-            outcome, live = await self._write(ctx, desired, uid)
+            outcome, live = await self._write(ctx, desired, uid, cached)
             result.record(NETWORKPOLICIES, live)
         except errors.Invalid as err:
             result.problems.append(
@@ -183,11 +203,11 @@ class NetworkPoliciesPart:
             )
         return True
 
-    async def _write(self, ctx: PartContext, desired: JSON, uid: str) -> tuple[Outcome, JSON]:
-        """Make one policy match; the outcome and the policy as the server holds it now (the server's answer to
-        our write, or the live object that already matched)."""
+    async def _write(self, ctx: PartContext, desired: JSON, uid: str, live: JSON | None) -> tuple[Outcome, JSON]:
+        """Make one policy match, starting from ``live`` (the cache's copy, see ``_read``); the outcome and the
+        policy as the server holds it now (the server's answer to our write, or the live object that already
+        matched)."""
         name, ns = desired["metadata"]["name"], desired["metadata"]["namespace"]
-        live = await self._read(ctx, name, ns)
         for _ in range(MAX_WRITE_ATTEMPTS):
             if live is None:
                 try:

@@ -169,6 +169,22 @@ async def test_deleted_policy_is_recreated() -> None:
     assert "eso-sys-allow-webhook-traffic" in world.policies()
 
 
+async def test_deleted_policy_is_created_before_the_others_are_compared_and_repaired() -> None:
+    """The deleted policy (the drift that opens traffic) is written first, whatever its catalogue place."""
+    world = World()
+    await world.reconcile()
+    del world.client.objects[("networkpolicies", NS, "eso-sys-allow-dns")]  # last in the catalogue
+    world.client.objects[("networkpolicies", NS, "eso-sys-deny-all-traffic")]["spec"]["podSelector"] = {
+        "matchLabels": {"x": "y"}
+    }  # first in the catalogue
+    world.client.writes.clear()
+    await world.reconcile()
+    policy_writes = [w for w in world.client.writes if not w[0].startswith("update/")]
+    assert policy_writes == [("create", "eso-sys-allow-dns"), ("update", "eso-sys-deny-all-traffic")]
+    assert world.policies()["eso-sys-deny-all-traffic"]["spec"]["podSelector"] == {}
+    assert world.condition("Ready")["status"] == "True"
+
+
 async def test_toggles_prune_only_managed_policies() -> None:
     world = World({"plugins": {"bitwardenSecretManagerProvider": {"mode": "Enabled"}}})
     foreign = {
