@@ -55,12 +55,6 @@ class NamespaceOutOfScopeError(ValueError):
     """A read in a namespace that the resource's cache scope excludes; widen the scope or use the client."""
 
 
-def deep_copy(obj: JSON) -> JSON:
-    """A deep copy of a JSON object; orjson's round trip is several times faster than copy.deepcopy."""
-    copied: JSON = orjson.loads(orjson.dumps(obj))
-    return copied
-
-
 class Cache:
     """Informers keyed by resource, started together by :meth:`run` (see the module docstring)."""
 
@@ -220,4 +214,4 @@ def _label_needles(selector: Selector) -> list[tuple[bytes, ...]]:
     return needles
 
 
-__all__ = ["Cache", "CacheNotStartedError", "CacheScope", "NamespaceOutOfScopeError", "deep_copy"]
+__all__ = ["Cache", "CacheNotStartedError", "CacheScope", "NamespaceOutOfScopeError"]

@@ -10,11 +10,9 @@ for the real one.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -34,6 +32,7 @@ from controller.runtime.labels import parse_selector
 from controller.runtime.request import Request
 from controller.runtime.resources import CUSTOMRESOURCEDEFINITIONS, DEPLOYMENTS, Resource
 from tests.integration.conftest import ON_REAL_CLUSTER
+from tests.integration.operator.conftest import CountingClient, eventually
 
 JSON = dict[str, Any]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -53,32 +52,6 @@ SCOPED = frozenset(
     }
 )
 """Kinds the manager's cache holds only with the label app=external-secrets (wiring.cache_scopes)."""
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            if await check():
-                return
-        except (errors.ApiError, AssertionError) as err:
-            last = err
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s" + (f" (last: {last})" if last else ""))
-
-
-class CountingClient(Client):
-    """Records every write request (method, path), for the no-write assertions; works on any cluster."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.writes: list[tuple[str, str]] = []
-
-    async def request(self, method: str, path: str, **kwargs: Any) -> JSON:
-        if method in WRITE_METHODS:
-            self.writes.append((method, path))
-        return await super().request(method, path, **kwargs)
 
 
 class LabelScopedReader:

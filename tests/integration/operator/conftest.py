@@ -49,7 +49,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0
         try:
             if await check():
                 return
-        except errors.ApiError as err:
+        except (errors.ApiError, AssertionError) as err:  # not there yet: an answer or a check that fails for now
             last = err
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s" + (f" (last error: {last})" if last else ""))
