@@ -10,6 +10,7 @@ from controller.externalsecrets import constants as c
 from controller.externalsecrets.options import parse_options
 from controller.externalsecrets.resources import EXTERNALSECRETSCONFIGS
 from controller.runtime.client import Client
+from controller.runtime.metrics import REGISTRY
 from tests.integration.http import get
 from tests.integration.operator.conftest import delete_config, eventually, install_crd
 
@@ -32,6 +33,15 @@ async def test_entry_point_serves_metrics_over_tls_only_to_authorized_scrapers_a
     assert opts.metrics_secure, "metrics are secure unless --metrics-secure=false"
     client = await Client.from_kubeconfig(k8s_env.kubeconfig_path)
     manager = await build_manager(client, opts)
+    # The registry is process-wide (earlier tests reconciled under the same name): the scraped count must grow.
+    series = f'controller_runtime_reconcile_total{{controller="{c.CONTROLLER_NAME}",'
+    results = ("success", "error", "requeue", "requeue_after")
+    before = sum(
+        REGISTRY.get_sample_value("controller_runtime_reconcile_total", {"controller": c.CONTROLLER_NAME, "result": r})
+        or 0.0
+        for r in results
+    )
+
     task = asyncio.create_task(manager.start(handle_signals=False))
     try:
         await k8s.create(
@@ -54,7 +64,8 @@ async def test_entry_point_serves_metrics_over_tls_only_to_authorized_scrapers_a
 
         async def reconciled() -> bool:
             status, body = await get(metrics, "scraper-token")
-            return status == 200 and f'controller_runtime_reconcile_total{{controller="{c.CONTROLLER_NAME}",' in body
+            scraped = sum(float(line.split()[-1]) for line in body.splitlines() if line.startswith(series))
+            return status == 200 and scraped > before
 
         await eventually(reconciled)
         _, body = await get(metrics, "scraper-token")
